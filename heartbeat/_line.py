@@ -1,0 +1,144 @@
+"""
+The newline-delimited wire format: heartbeats, application lines, errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Tuple
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from ._protocol import HeartbeatProtocol
+
+PING = b"ping"
+PONG = b"pong"
+ERROR = b"error"
+
+_HEARTBEAT = re.compile(rb"(ping|pong)(?: ([\x21-\x7e]{1,64}))?")
+
+
+def parse_heartbeat(line: bytes) -> Optional[Tuple[bytes, Optional[bytes]]]:
+    """
+    Read a line (without its terminator) as a heartbeat, if it is one.
+
+    @return: C{(b"ping" or b"pong", token or None)}, or C{None} for any
+        other line, a malformed heartbeat included: those are the
+        application's.
+    """
+    if line[:1] != b"p":
+        return None
+    match = _HEARTBEAT.fullmatch(line)
+    if match is None:
+        return None
+    return match.group(1), match.group(2)
+
+
+def heartbeat_line(kind: bytes, token: Optional[bytes]) -> bytes:
+    """
+    The line for a ping or pong carrying C{token}, without its terminator.
+    """
+    return kind if token is None else kind + b" " + token
+
+
+class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
+    """
+    Heartbeats over newline-delimited lines, with a hook for the rest.
+
+    Lines end in C{\\n}; a trailing C{\\r} is stripped.  C{ping [token]} is
+    answered at once with C{pong [token]}; C{pong [token]} is a sign of
+    life; every other line goes to L{messageReceived}, as bytes.
+
+    @ivar maxLineLength: the longest line accepted, without its terminator;
+        a longer one gets C{error line too long} and a close.
+    @ivar errorLinger: seconds a connection closed with an error keeps
+        reading (and discarding) before it is aborted, so that the peer can
+        read the error before the close resets the connection.
+    """
+
+    delimiter = b"\n"
+    maxLineLength = 65536
+    errorLinger = 2.0
+
+    _closingWithError = False
+    _lingerCall: Optional[IDelayedCall] = None
+
+    @property
+    def MAX_LENGTH(self) -> int:  # type: ignore[override]
+        # LineReceiver counts a trailing \r against the limit; we do not.
+        return self.maxLineLength + 1
+
+    def lineReceived(self, line: bytes) -> None:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        elif len(line) > self.maxLineLength:
+            self.lineLengthExceeded(line)
+            return
+        heartbeat = parse_heartbeat(line)
+        if heartbeat is None:
+            self.messageReceived(line)
+        elif heartbeat[0] == PING:
+            self.sendLine(heartbeat_line(PONG, heartbeat[1]))
+        else:
+            self.heartbeatPongReceived(heartbeat[1])
+
+    def messageReceived(self, line: bytes) -> None:
+        """
+        Override to handle an application line (no terminator, not decoded).
+        """
+
+    def sendMessage(self, line: bytes) -> None:
+        """
+        Send one application line; the terminator is added here.
+
+        @raise ValueError: C{line} holds a newline, which would split it.
+        """
+        if b"\n" in line:
+            raise ValueError("an application line must not contain b'\\n'")
+        self.sendLine(line)
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        self.sendLine(heartbeat_line(PING, token))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.closeWithError(b"line too long")
+
+    def closeWithError(self, reason: bytes) -> None:
+        """
+        Send C{error <reason>} and close, without losing that line.
+
+        Closing a socket that still has unread input makes the kernel send
+        a reset, which can destroy the error before the peer reads it.  So
+        the write side is shut once the line is flushed, input is read and
+        dropped until the peer closes, and after L{errorLinger} seconds the
+        connection is aborted anyway.
+        """
+        if self._closingWithError:
+            return
+        self._closingWithError = True
+        self.stopHeartbeat()
+        self.clearLineBuffer()
+        self.setRawMode()
+        self.sendLine(ERROR + b" " + reason)
+        transport = self.transport
+        halfClose = getattr(transport, "loseWriteConnection", None)
+        if halfClose is None:
+            transport.loseConnection()  # type: ignore[union-attr]
+            return
+        halfClose()
+        self._lingerCall = self._heartbeatResolveClock().callLater(
+            self.errorLinger, transport.abortConnection  # type: ignore[union-attr]
+        )
+
+    def rawDataReceived(self, data: bytes) -> None:
+        # Only a connection closing with an error is in raw mode: it drains.
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._lingerCall is not None:
+            if self._lingerCall.active():
+                self._lingerCall.cancel()
+            self._lingerCall = None
+        super().connectionLost(reason)

@@ -1,0 +1,83 @@
+"""
+Command-line options shared by the server plugin and the client command,
+validated up front so a bad value is one line naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from twisted.python import usage
+
+
+def _number(options: usage.Options, name: str, kind=float, minimum=0):
+    raw = options[name]
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise usage.UsageError(f"--{name} must be {what} >= {minimum}, not {raw!r}")
+    return value
+
+
+def seconds_or_none(options: usage.Options, name: str) -> Optional[float]:
+    """
+    Read option C{name} as seconds; C{0} (disabled) becomes C{None}.
+    """
+    return _number(options, name) or None
+
+
+def positive_int(options: usage.Options, name: str) -> int:
+    return _number(options, name, int, 1)
+
+
+def positive_float(options: usage.Options, name: str) -> float:
+    value = _number(options, name)
+    if value == 0:
+        raise usage.UsageError(f"--{name} must be greater than 0")
+    return value
+
+
+class HeartbeatOptions(usage.Options):
+    """
+    The heartbeat timing and framing options, for both ends.
+
+    After parsing, C{interval} and C{timeout} hold seconds or C{None}
+    (disabled) and C{max-line-length} an int.
+    """
+
+    optParameters = [
+        [
+            "interval",
+            None,
+            "25",
+            "Ping a connection silent for this many seconds (0: never ping).",
+        ],
+        [
+            "timeout",
+            None,
+            "55",
+            "Close a connection silent for this many seconds; must be "
+            "greater than --interval (0: never close).",
+        ],
+        [
+            "max-line-length",
+            None,
+            "65536",
+            "Longest line accepted, in bytes, without its terminator.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        self["interval"] = interval = seconds_or_none(self, "interval")
+        self["timeout"] = timeout = seconds_or_none(self, "timeout")
+        if interval and timeout and timeout <= interval:
+            raise usage.UsageError(
+                "--timeout must be greater than --interval "
+                f"({timeout:g} <= {interval:g}): a peer must get a ping "
+                "before it is declared dead"
+            )
+        self["max-line-length"] = positive_int(self, "max-line-length")

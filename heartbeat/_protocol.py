@@ -1,0 +1,289 @@
+"""
+L{HeartbeatProtocol}: liveness for any Twisted protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._wheel import wheel_for
+
+# A ping or deadline this close to due counts as due, so float rounding of a
+# slot's time can never make the wheel fire a member again and again.
+_EPSILON = 1e-6
+
+# A deadline firing this late means the reactor was blocked (a long
+# computation, a stopped process): the peer's data may sit unread.
+_BLOCKED = 0.05
+
+# Weight of the newest sample in the smoothed round-trip time (TCP's SRTT).
+_RTT_GAIN = 0.125
+
+
+def _default_clock() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+class HeartbeatProtocol:
+    """
+    Mix in before a protocol class to ping a silent peer and drop a dead one.
+
+    Any bytes received are a sign of life; only received data postpones the
+    deadline, never data sent.  After C{heartbeatInterval} seconds of
+    silence L{sendHeartbeatPing} is called, and again every interval while
+    the silence lasts; after C{heartbeatTimeout} seconds of silence
+    L{heartbeatTimedOut} is called and the connection is aborted.
+
+    The framing is the subclass's: it provides L{sendHeartbeatPing}, answers
+    the peer's pings in its own format, and calls L{heartbeatPongReceived}
+    with the token of each pong.  Subclasses that override C{connectionMade},
+    C{dataReceived} or C{connectionLost} must call up to this class.
+
+    @ivar heartbeatInterval: seconds of silence before a ping; C{None} or
+        C{0} sends no pings.
+    @ivar heartbeatTimeout: seconds of silence before the peer is declared
+        dead; C{None} or C{0} never declares it.
+    @ivar heartbeatClock: the L{IReactorTime} driving the timers; when
+        C{None}, the factory's C{clock}, else the global reactor.
+    """
+
+    heartbeatInterval: Optional[float] = 25.0
+    heartbeatTimeout: Optional[float] = 55.0
+    heartbeatClock: Optional[IReactorTime] = None
+
+    # Per-connection state lives in the instance only once set, so a
+    # subclass's own __init__ needs no call up to this class.  (__slots__
+    # saved under 10 bytes a connection, measured, so it is not worth that.)
+    _heartbeatClock: Optional[IReactorTime] = None
+    _heartbeatLastReceived = 0.0
+    _heartbeatSlot: Optional[int] = None
+    _heartbeatPingSentAt: Optional[float] = None
+    _heartbeatPingsSent = 0
+    _heartbeatRtt: Optional[float] = None
+    _heartbeatSmoothedRtt: Optional[float] = None
+    _heartbeatGraced = False
+
+    _heartbeatLog = Logger()
+
+    # Twisted protocol methods
+
+    def connectionMade(self) -> None:
+        self.startHeartbeat()
+        super().connectionMade()  # type: ignore[misc]
+
+    def dataReceived(self, data: bytes) -> None:
+        clock = self._heartbeatClock
+        if clock is not None:
+            self._heartbeatLastReceived = clock.seconds()
+        super().dataReceived(data)  # type: ignore[misc]
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.stopHeartbeat()
+        super().connectionLost(reason)  # type: ignore[misc]
+
+    # Public API
+
+    @property
+    def heartbeatRtt(self) -> Optional[float]:
+        """
+        Seconds between the last answered ping and its pong, or C{None}.
+        """
+        return self._heartbeatRtt
+
+    @property
+    def heartbeatSmoothedRtt(self) -> Optional[float]:
+        """
+        The round-trip time smoothed over samples as TCP does (gain 1/8).
+        """
+        return self._heartbeatSmoothedRtt
+
+    @property
+    def heartbeatPingsSent(self) -> int:
+        """
+        How many pings this connection has sent.
+        """
+        return self._heartbeatPingsSent
+
+    @property
+    def heartbeatLastReceived(self) -> float:
+        """
+        The clock's time when the peer last sent anything.
+        """
+        return self._heartbeatLastReceived
+
+    def startHeartbeat(self) -> None:
+        """
+        Start watching the peer, as if it had just sent something.
+
+        Called by C{connectionMade}; calling it again does nothing.
+        """
+        if self._heartbeatClock is not None:
+            return
+        self._heartbeatClock = clock = self._heartbeatResolveClock()
+        self._heartbeatLastReceived = clock.seconds()
+        self._heartbeatArm()
+
+    def stopHeartbeat(self) -> None:
+        """
+        Stop every timer of this connection and drop its place on the wheel.
+
+        Called by C{connectionLost}; calling it again does nothing.
+        """
+        clock = self._heartbeatClock
+        if clock is None:
+            return
+        if self._heartbeatSlot is not None:
+            wheel_for(clock).unschedule(self, self._heartbeatSlot)
+            self._heartbeatSlot = None
+        self._heartbeatClock = None
+
+    def heartbeatPing(self) -> bytes:
+        """
+        Send a ping now, whatever the silence, to measure the round trip.
+
+        @return: the token sent, which the peer's pong will carry back.
+        """
+        self._heartbeatPingsSent += 1
+        token = b"%d" % (self._heartbeatPingsSent,)
+        clock = self._heartbeatClock or self._heartbeatResolveClock()
+        self._heartbeatPingSentAt = clock.seconds()
+        self.sendHeartbeatPing(token)
+        return token
+
+    def heartbeatPongReceived(self, token: Optional[bytes]) -> None:
+        """
+        The framing calls this with the token of each pong received.
+
+        A pong for the latest ping gives a round-trip sample; others (no
+        token, an older ping's, a forged one) are only signs of life.
+        """
+        sentAt = self._heartbeatPingSentAt
+        clock = self._heartbeatClock
+        if (
+            sentAt is None
+            or clock is None
+            or token != b"%d" % (self._heartbeatPingsSent,)
+        ):
+            return
+        self._heartbeatPingSentAt = None
+        rtt = clock.seconds() - sentAt
+        self._heartbeatRtt = rtt
+        smoothed = self._heartbeatSmoothedRtt
+        self._heartbeatSmoothedRtt = (
+            rtt if smoothed is None else smoothed + _RTT_GAIN * (rtt - smoothed)
+        )
+        self.heartbeatRoundTrip(rtt)
+
+    # Hooks for subclasses
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        """
+        Write a ping carrying C{token} in this protocol's framing.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement sendHeartbeatPing"
+        )
+
+    def heartbeatRoundTrip(self, rtt: float) -> None:
+        """
+        A pong answered this connection's latest ping after C{rtt} seconds.
+        """
+
+    def heartbeatTimedOut(self, silence: float) -> None:
+        """
+        The peer has been silent for C{silence} seconds, past the timeout.
+
+        Called just before the connection is aborted; by default, logs it.
+        """
+        self._heartbeatLog.info(
+            "{peer} silent for {silence:.3f}s (timeout {timeout}s), aborting",
+            peer=_peer(self),
+            silence=silence,
+            timeout=self.heartbeatTimeout,
+        )
+
+    # The wheel's side
+
+    def _heartbeatResolveClock(self) -> IReactorTime:
+        clock = self.heartbeatClock
+        if clock is None:
+            clock = getattr(getattr(self, "factory", None), "clock", None)
+        return clock if clock is not None else _default_clock()
+
+    def _heartbeatArm(self) -> None:
+        """
+        File this connection on the wheel for its next ping or deadline.
+        """
+        interval = self.heartbeatInterval
+        timeout = self.heartbeatTimeout
+        last = self._heartbeatLastReceived
+        when = None
+        if timeout:
+            when = last + timeout
+        if interval:
+            sentAt = self._heartbeatPingSentAt
+            ping = (last if sentAt is None or sentAt < last else sentAt) + interval
+            if when is None or ping < when:
+                when = ping
+        if when is not None:
+            self._heartbeatSlot = wheel_for(self._heartbeatClock).schedule(
+                self, when
+            )
+
+    def _heartbeatDue(self, now: float, lateness: float) -> None:
+        self._heartbeatSlot = None
+        if self._heartbeatClock is None:
+            return
+        timeout = self.heartbeatTimeout
+        silence = now - self._heartbeatLastReceived
+        if timeout and silence + _EPSILON >= timeout:
+            if lateness > _BLOCKED and not self._heartbeatGraced:
+                # The reactor was blocked: the peer's answer may be waiting
+                # unread.  Look again one slot later, once the reactor has
+                # read its sockets.
+                wheel = wheel_for(self._heartbeatClock)
+                self._heartbeatGraced = True
+                self._heartbeatSlot = wheel.schedule(self, now + wheel.resolution)
+                return
+            self.stopHeartbeat()
+            self.heartbeatTimedOut(silence)
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self._heartbeatGraced = False
+        interval = self.heartbeatInterval
+        if interval:
+            sentAt = self._heartbeatPingSentAt
+            since = now - (
+                self._heartbeatLastReceived
+                if sentAt is None or sentAt < self._heartbeatLastReceived
+                else sentAt
+            )
+            if since + _EPSILON >= interval:
+                self.heartbeatPing()
+        if self._heartbeatClock is not None:
+            self._heartbeatArm()
+
+
+def _peer(protocol: object) -> str:
+    """
+    A readable name for the peer of C{protocol}, for log lines.
+    """
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return "unconnected peer"
+    try:
+        address = transport.getPeer()
+    except Exception:
+        return "peer"
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"{host}:{port}"
+    name = getattr(address, "name", None)
+    return f"unix:{name}" if name else str(address)

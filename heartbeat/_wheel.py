@@ -1,0 +1,150 @@
+"""
+One shared timer for every heartbeat deadline on a clock.
+
+A L{DelayedCall} per connection costs several hundred bytes and a
+C{reset()} per message; a coarse sweep is cheap but fires up to a whole
+period late.  The wheel keeps connections in slots C{resolution} seconds
+wide and arms a single L{DelayedCall} for the earliest slot, so a deadline
+fires at most one slot late while a connection costs one set entry.
+
+Deadlines are re-armed lazily: receiving data only records a timestamp, and
+a member whose slot comes due while it has heard from its peer simply files
+itself into a later slot.
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from math import ceil
+from typing import Dict, Optional, Protocol, Set
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+class WheelMember(Protocol):
+    """
+    What the wheel calls when a member's slot comes due.
+    """
+
+    def _heartbeatDue(self, now: float, lateness: float) -> None:
+        """
+        @param now: the clock's time when the slot fired.
+        @param lateness: how long after the slot's own time it fired: large
+            when the reactor was blocked, so events may be sitting unread.
+        """
+
+
+class TimingWheel:
+    """
+    Slots of members keyed by slot number, with one timer for the earliest.
+
+    @ivar resolution: width of a slot in seconds: the most a deadline can
+        fire late when the reactor keeps up.
+    @ivar seconds: the clock's C{seconds}, kept to save a lookup per message.
+    """
+
+    resolution = 0.005
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.seconds = clock.seconds
+        self._slots: Dict[int, Set[WheelMember]] = {}
+        # Slot numbers in time order; may hold numbers whose slot has since
+        # emptied, skipped when they reach the top.
+        self._order: list[int] = []
+        self._call: Optional[IDelayedCall] = None
+        self._armedSlot: Optional[int] = None
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self._slots.values())
+
+    def schedule(self, member: WheelMember, when: float) -> int:
+        """
+        File C{member} to be called at C{when} (or at most one slot later).
+
+        @return: the slot number, to be given back to L{unschedule}.
+        """
+        slot = ceil(when / self.resolution)
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = set()
+            heappush(self._order, slot)
+            if self._armedSlot is None or slot < self._armedSlot:
+                self._arm(slot)
+        members.add(member)
+        return slot
+
+    def unschedule(self, member: WheelMember, slot: int) -> None:
+        """
+        Forget C{member}, filed in C{slot}; does nothing if it is not there.
+        """
+        members = self._slots.get(slot)
+        if members is None:
+            return
+        members.discard(member)
+        if not members:
+            del self._slots[slot]
+            if slot == self._armedSlot:
+                self._armNext()
+
+    def _arm(self, slot: int) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        delay = max(0.0, slot * self.resolution - self._clock.seconds())
+        self._armedSlot = slot
+        self._call = self._clock.callLater(delay, self._fire)
+
+    def _armNext(self) -> None:
+        order = self._order
+        while order and order[0] not in self._slots:
+            heappop(order)
+        if order:
+            self._arm(order[0])
+        else:
+            if self._call is not None:
+                self._call.cancel()
+            self._call = None
+            self._armedSlot = None
+            _release(self)
+
+    def _fire(self) -> None:
+        self._call = None
+        self._armedSlot = None
+        now = self._clock.seconds()
+        order = self._order
+        slots = self._slots
+        due = []
+        while order and order[0] * self.resolution <= now:
+            slot = heappop(order)
+            members = slots.pop(slot, None)
+            if members:
+                due.append((slot * self.resolution, members))
+        # Members are called after every due slot is unfiled, so one that
+        # re-files itself (even into a slot already due) is not lost.
+        for slotTime, members in due:
+            lateness = now - slotTime
+            for member in members:
+                member._heartbeatDue(now, lateness)
+        if self._armedSlot is None:
+            self._armNext()
+
+
+_wheels: Dict[IReactorTime, TimingWheel] = {}
+
+
+def wheel_for(clock: IReactorTime) -> TimingWheel:
+    """
+    The wheel shared by every connection on C{clock}, made on first use.
+
+    A wheel that empties is forgotten, so an idle clock (a test's
+    L{Clock}) is not kept alive by this registry.
+    """
+    wheel = _wheels.get(clock)
+    if wheel is None:
+        wheel = _wheels[clock] = TimingWheel(clock)
+    return wheel
+
+
+def _release(wheel: TimingWheel) -> None:
+    if _wheels.get(wheel._clock) is wheel:
+        del _wheels[wheel._clock]

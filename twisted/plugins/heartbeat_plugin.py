@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+heartbeat = ServiceMaker(
+    "heartbeat",
+    "heartbeat._tap",
+    "Heartbeat line server: pings silent peers, drops dead ones.",
+    "heartbeat",
+)
