@@ -4,7 +4,7 @@ The benchmarks still run: tiny sizes, short times, the same code paths.
 
 import io
 
-from bench import timers
+from bench import scenarios, timers
 
 
 def test_timer_designs_compare_and_detect_every_silent_peer():
@@ -15,3 +15,13 @@ def test_timer_designs_compare_and_detect_every_silent_peer():
     assert [r["design"] for r in results] == ["floor", "reset", "sweep", "wheel"]
     assert [r["closed"] for r in results] == [0, 200, 200, 200]
     assert "wheel" in out.getvalue().splitlines()[-1]
+
+
+def test_hold_scenario_runs_against_the_floor(tmp_path):
+    """The socket scenarios still start both servers, load them over
+    127.0.0.x and print ratios to the floor."""
+    out = scenarios.hold(["floor", "heartbeat"], [50], 0.5, str(tmp_path))
+    rows = [line.split() for line in out.splitlines()[4:] if line.strip()]
+    assert [row[1] for row in rows] == ["floor", "heartbeat"]
+    assert [row[2] for row in rows] == ["50", "50"]
+    assert rows[0][4] == "1.00x"

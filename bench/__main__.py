@@ -1,0 +1,72 @@
+"""
+C{python -m bench}: run the scenarios and print their tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+from . import scenarios
+
+SCENARIOS = ["hold", "throughput", "detection", "reconnect"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Load the heartbeat server and a bare Twisted floor "
+        "side by side, over 127.0.0.x, and print one table per scenario.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and short phases: under a minute")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
+                        help="run only this scenario (repeatable)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also run the reset-per-message and sweep "
+                        "timer baselines")
+    parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")],
+                        help="connection counts for hold (default "
+                        "1000,5000,15000; quick 1000)")
+    parser.add_argument("--hold-seconds", type=float,
+                        help="measured hold per run (default 30; quick 3)")
+    parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")],
+                        default=[1],
+                        help="worker counts for the heartbeat server in the "
+                        "throughput scenario, e.g. 1,2")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    kinds = ["floor", "heartbeat"]
+    if args.baselines:
+        kinds[1:1] = ["reset", "sweep"]
+    logdir = tempfile.mkdtemp(prefix="heartbeat-bench-")
+    chosen = args.scenario or SCENARIOS
+    started = time.monotonic()
+    out = sys.stdout
+    out.write(f"logs in {logdir}\n\n")
+    if "hold" in chosen:
+        out.write(scenarios.hold(
+            kinds, args.sizes or ([1000] if quick else [1000, 5000, 15000]),
+            args.hold_seconds or (3.0 if quick else 30.0), logdir,
+        ) + "\n")
+    if "throughput" in chosen:
+        out.write(scenarios.throughput(
+            kinds, 100 if quick else 200, 3.0 if quick else 10.0, logdir,
+            args.workers,
+        ) + "\n")
+    if "detection" in chosen:
+        out.write(scenarios.detection(
+            [k for k in kinds if k != "floor"] if quick else kinds,
+            200, 1.0, 2.5, logdir,
+        ) + "\n")
+    if "reconnect" in chosen:
+        out.write(scenarios.reconnect(
+            kinds, 1000 if quick else 5000, logdir,
+        ) + "\n")
+    out.write(f"finished in {time.monotonic() - started:.0f} s\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""
+The processes of a scenario: a server under test and the load generators.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Dict, Iterator, List, Optional
+
+from ._report import cpu_seconds, rss_bytes
+
+# Connections per generator process: well under the 20,000 open files a
+# process may hold, with room for the rest of the process.
+PER_GENERATOR = 9000
+# Connections per source address: under the 28,000 ephemeral ports.
+PER_SOURCE = 5000
+RTT_SAMPLES = 20000
+
+_TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """
+    One server under test: a baseline (C{floor}, C{reset}, C{sweep},
+    C{wheel}) or the real C{heartbeat} twistd plugin, on 127.0.0.1.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        port: int,
+        interval: float = 25.0,
+        timeout: float = 55.0,
+        workers: int = 1,
+        logdir: str = "/tmp",
+    ) -> None:
+        self.kind = kind
+        self.port = port
+        self.interval = interval
+        self.timeout = timeout
+        self.workers = workers
+        self.logdir = logdir
+        self.process: Optional[subprocess.Popen] = None
+
+    def command(self) -> List[str]:
+        endpoint = f"tcp:{self.port}:interface=127.0.0.1:backlog=4096"
+        if self.kind != "heartbeat":
+            return [sys.executable, "-m", "bench.serve", self.kind, endpoint,
+                    "--interval", str(self.interval),
+                    "--timeout", str(self.timeout),
+                    "--sweep", str(self.timeout * 10 / 55)]
+        command = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=",
+                   "-l", os.path.join(self.logdir, f"heartbeat-{self.port}.log"),
+                   "heartbeat", "--port", endpoint,
+                   "--interval", str(self.interval),
+                   "--timeout", str(self.timeout),
+                   "--max-connections", "20000"]
+        if self.workers != 1:
+            command += ["--workers", str(self.workers)]
+        return command
+
+    def start(self, wait: float = 20.0) -> float:
+        """
+        Start the server and wait until it accepts connections.
+
+        @return: the C{time.monotonic()} when it first accepted one.
+        """
+        log = open(os.path.join(self.logdir, f"{self.kind}-{self.port}.err"), "ab")
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited at start")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+            except OSError:
+                time.sleep(0.01)
+            else:
+                ready = time.monotonic()
+                self._waitForWorkers(deadline)
+                return ready
+        raise RuntimeError(f"{self.kind} server not listening after {wait}s")
+
+    def _waitForWorkers(self, deadline: float) -> None:
+        while len(self.pids()) < self.workers + (self.workers > 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not start")
+            time.sleep(0.05)
+
+    def pids(self) -> List[int]:
+        """
+        The server's process and, with workers, every descendant.
+        """
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo.extend(int(child) for child in f.read().split())
+            except OSError:
+                pass
+        return found
+
+    def cpu(self) -> float:
+        return sum(_quietly(cpu_seconds, pid) for pid in self.pids())
+
+    def rss(self) -> int:
+        return sum(_quietly(rss_bytes, pid) for pid in self.pids())
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _quietly(measure, pid: int):
+    try:
+        return measure(pid)
+    except OSError:
+        return 0
+
+
+class Load:
+    """
+    Generator processes sharing C{connections} to one server port.
+    """
+
+    def __init__(self, port: int, connections: int, mode: str, **options) -> None:
+        processes = max(1, math.ceil(connections / PER_GENERATOR))
+        shares = [connections // processes] * processes
+        shares[0] += connections - sum(shares)
+        self.processes: List[subprocess.Popen] = []
+        source = 2
+        for share in shares:
+            count = max(1, math.ceil(share / PER_SOURCE))
+            sources = ",".join(f"127.0.0.{source + n}" for n in range(count))
+            source += count
+            command = [sys.executable, "-m", "bench.loadgen",
+                       "--port", str(port), "--connections", str(share),
+                       "--sources", sources, "--mode", mode]
+            for name, value in options.items():
+                command += [f"--{name.replace('_', '-')}", str(value)]
+            self.processes.append(subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True, bufsize=1,
+            ))
+
+    def events(self, process: subprocess.Popen) -> Iterator[Dict]:
+        for line in process.stdout:
+            yield json.loads(line)
+
+    def waitConnected(self) -> None:
+        """
+        Wait until every generator reports all its connections open.
+        """
+        for process in self.processes:
+            for event in self.events(process):
+                if event["event"] == "connected":
+                    break
+            else:
+                raise RuntimeError("a load generator died while connecting")
+
+    def send(self, command: str) -> None:
+        for process in self.processes:
+            process.stdin.write(command + "\n")
+
+    def stop(self) -> Dict:
+        """
+        Stop every generator; return their summaries added together.
+        """
+        self.send("stop")
+        total: Dict = {}
+        for process in self.processes:
+            for event in self.events(process):
+                if event["event"] == "summary":
+                    break
+            else:
+                raise RuntimeError("a load generator died before its summary")
+            process.wait()
+            for key, value in event.items():
+                if isinstance(value, list):
+                    total.setdefault(key, []).extend(value)
+                elif isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+        rtts = total.get("rtts", [])
+        if len(rtts) > RTT_SAMPLES:
+            total["rtts"] = random.sample(rtts, RTT_SAMPLES)
+        return total
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()

@@ -1,0 +1,189 @@
+"""
+The scenarios: each runs its servers one after the other in the same run,
+against the same load, and prints one table with ratios to the floor.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator, List, Sequence, Tuple
+
+from ._procs import Load, Server, free_port
+from ._report import percentile, ratio, table
+
+
+@contextmanager
+def serving(kind: str, logdir: str, **options) -> Iterator[Server]:
+    server = Server(kind, free_port(), logdir=logdir, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def loading(port: int, connections: int, mode: str, **options) -> Iterator[Load]:
+    load = Load(port, connections, mode, **options)
+    try:
+        load.waitConnected()
+        yield load
+    finally:
+        load.kill()
+
+
+def ms(value):
+    return None if value is None else value * 1000
+
+
+def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
+         logdir: str) -> str:
+    """
+    N idle connections at the default 25 s interval: memory and CPU.
+    """
+    rows = []
+    for size in sizes:
+        floor = None
+        for kind in kinds:
+            with serving(kind, logdir) as server:
+                time.sleep(0.5)
+                before = server.rss()
+                with loading(server.port, size, "hold") as load:
+                    time.sleep(1.0)
+                    load.send("go")
+                    cpu = server.cpu()
+                    time.sleep(seconds)
+                    cpu = (server.cpu() - cpu) / seconds
+                    perConnection = (server.rss() - before) / size
+                    summary = load.stop()
+            figures = (perConnection, cpu)
+            floor = floor or figures
+            rtts = summary["rtts"]
+            rows.append([
+                f"{size:,}", kind, summary["open"], perConnection,
+                ratio(perConnection, floor[0]), cpu * 1000,
+                ratio(cpu, floor[1]), summary["pongs"], summary["pings"],
+                ms(percentile(rtts, 0.5)), ms(percentile(rtts, 0.99)),
+                summary["errors"],
+            ])
+    return table(
+        f"Hold: idle connections pinging every 25 s, {seconds:g} s measured",
+        ["conns", "server", "open", "RSS B/conn", "x floor", "CPU ms/s",
+         "x floor", "pongs", "pings", "RTT p50 ms", "p99 ms", "errors"],
+        rows,
+    )
+
+
+def throughput(kinds: Sequence[str], connections: int, seconds: float,
+               logdir: str, workers: Sequence[int] = (1,)) -> str:
+    """
+    Every connection pings again as soon as its pong arrives.
+    """
+    rows = []
+    floor = None
+    for kind, count in _runs(kinds, workers):
+        with serving(kind, logdir, workers=count) as server:
+            with loading(server.port, connections, "throughput") as load:
+                time.sleep(0.5)
+                load.send("go")
+                cpu, start = server.cpu(), time.monotonic()
+                time.sleep(seconds)
+                cpu, wall = server.cpu() - cpu, time.monotonic() - start
+                summary = load.stop()
+        pongs = summary["pongs"]
+        perCpu = pongs / cpu if cpu else None
+        floor = floor or perCpu
+        rows.append([
+            _label(kind, count), pongs / wall, cpu / wall, perCpu,
+            ratio(perCpu, floor),
+            summary["cpu"] / cpu if cpu else None,
+            ms(percentile(summary["rtts"], 0.5)),
+            ms(percentile(summary["rtts"], 0.99)),
+        ])
+    return table(
+        f"Heartbeat throughput: {connections:,} connections, one ping in "
+        f"flight each, {seconds:g} s",
+        ["server", "pongs/s", "server CPU s/s", "pongs/CPU-s", "x floor",
+         "loadgen CPU/server CPU", "RTT p50 ms", "p99 ms"],
+        rows,
+    )
+
+
+def detection(kinds: Sequence[str], peers: int, interval: float,
+              timeout: float, logdir: str) -> str:
+    """
+    Peers fall silent at a known instant: how late is each one closed?
+    """
+    rows = []
+    for kind in kinds:
+        with serving(kind, logdir, interval=interval, timeout=timeout) as server:
+            with loading(server.port, peers, "hold", ping_interval=0) as load:
+                time.sleep(0.5)
+                load.send("go")
+                load.send("silent")
+                time.sleep(timeout * 1.2 + 1.0)
+                summary = load.stop()
+        late = [close - timeout for close in summary["closes"]]
+        p99 = percentile(late, 0.99)
+        rows.append([
+            kind, f"{len(late)}/{peers}", ms(percentile(late, 0.5)), ms(p99),
+            ms(max(late)) if late else None,
+            f"{100 * p99 / timeout:.2f}%" if late else None,
+        ])
+    return table(
+        f"Detection precision: {peers} peers fall silent at once "
+        f"(interval {interval:g} s, timeout {timeout:g} s; "
+        f"sweep every {timeout * 10 / 55:.2f} s); lateness = close - timeout",
+        ["server", "closed", "late p50 ms", "p99 ms", "max ms", "p99/timeout"],
+        rows,
+    )
+
+
+def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
+    """
+    The server is killed and restarted under its clients.
+    """
+    rows = []
+    for kind in kinds:
+        server = Server(kind, free_port(), logdir=logdir)
+        server.start()
+        try:
+            with loading(server.port, clients, "reconnect") as load:
+                load.send("go")
+                killed = time.monotonic()
+                server.kill()
+                ready = server.start()
+                load.waitConnected()
+                summary = load.stop()
+        finally:
+            server.stop()
+        connects = sorted(summary["connects"])
+        rows.append([
+            kind, len(connects), ready - killed, connects[-1] - ready,
+            _peak(connects, 0.1), summary["errors"],
+        ])
+    return table(
+        f"Reconnect: {clients:,} clients (library backoff: first retry within "
+        "1 s, doubling, full jitter), server killed and restarted",
+        ["server", "back", "restart s", "all back after s",
+         "peak accepts/s", "refused tries"],
+        rows,
+    )
+
+
+def _peak(times: List[float], bucket: float) -> float:
+    counts: dict = {}
+    for t in times:
+        key = int(t / bucket)
+        counts[key] = counts.get(key, 0) + 1
+    return max(counts.values()) / bucket if counts else 0.0
+
+
+def _runs(kinds: Sequence[str], workers: Sequence[int]) -> List[Tuple[str, int]]:
+    return [(kind, count) for kind in kinds
+            for count in (workers if kind == "heartbeat" else (1,))]
+
+
+def _label(kind: str, workers: int) -> str:
+    return kind if workers == 1 else f"{kind} x{workers} workers"
