@@ -11,7 +11,7 @@ import time
 
 from . import scenarios
 
-SCENARIOS = ["hold", "throughput", "detection", "reconnect"]
+SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers"]
 
 
 def main(argv=None) -> None:
@@ -33,9 +33,9 @@ def main(argv=None) -> None:
     parser.add_argument("--hold-seconds", type=float,
                         help="measured hold per run (default 30; quick 3)")
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")],
-                        default=[1],
+                        default=[1, 2],
                         help="worker counts for the heartbeat server in the "
-                        "throughput scenario, e.g. 1,2")
+                        "throughput and workers scenarios (default 1,2)")
     args = parser.parse_args(argv)
     quick = args.quick
     kinds = ["floor", "heartbeat"]
@@ -64,6 +64,11 @@ def main(argv=None) -> None:
     if "reconnect" in chosen:
         out.write(scenarios.reconnect(
             kinds, 1000 if quick else 5000, logdir,
+        ) + "\n")
+    if "workers" in chosen:
+        out.write(scenarios.workers(
+            args.workers, 1000 if quick else 15000,
+            2.0 if quick else 30.0, logdir,
         ) + "\n")
     out.write(f"finished in {time.monotonic() - started:.0f} s\n")
 

@@ -5,6 +5,7 @@ against the same load, and prints one table with ratios to the floor.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Iterator, List, Sequence, Tuple
@@ -170,6 +171,57 @@ def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
          "peak accepts/s", "refused tries"],
         rows,
     )
+
+
+def workers(counts: Sequence[int], perWorker: int, seconds: float,
+            logdir: str) -> str:
+    """
+    N workers hold N times what one holds: spread, memory, CPU, latency.
+    """
+    rows = []
+    for count in counts:
+        size = perWorker * count
+        with serving("heartbeat", logdir, workers=count) as server:
+            time.sleep(0.5)
+            before = server.rss()
+            with loading(server.port, size, "hold") as load:
+                time.sleep(1.0)
+                load.send("go")
+                cpu = server.cpu()
+                time.sleep(seconds)
+                cpu = (server.cpu() - cpu) / seconds
+                pids = server.pids()
+                spread = [_sockets(pid) for pid in pids[1:] or pids]
+                perConnection = (server.rss() - before) / size
+                summary = load.stop()
+        rows.append([
+            count, f"{size:,}", summary["open"],
+            " + ".join(f"{n:,}" for n in spread) or "-",
+            perConnection, cpu * 1000,
+            ms(percentile(summary["rtts"], 0.5)),
+            ms(percentile(summary["rtts"], 0.99)), summary["errors"],
+        ])
+    return table(
+        f"Workers: {perWorker:,} connections per worker, pinging every 25 s, "
+        f"{seconds:g} s measured",
+        ["workers", "conns", "open", "sockets per worker", "RSS B/conn",
+         "CPU ms/s", "RTT p50 ms", "p99 ms", "errors"],
+        rows,
+    )
+
+
+def _sockets(pid: int) -> int:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    count = 0
+    for name in names:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+        except OSError:
+            pass
+    return count
 
 
 def _peak(times: List[float], bucket: float) -> float:

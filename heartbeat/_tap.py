@@ -4,6 +4,8 @@ C{twistd heartbeat}: the ready line server as a twistd plugin.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
@@ -16,8 +18,12 @@ from ._server import (
     HeartbeatServerFactory,
     HeartbeatServerProtocol,
 )
+from ._workers import WorkerPool
 
 log = Logger()
+
+# Endpoint types whose listening socket a worker can adopt as it is.
+_SHAREABLE = ("tcp", "tcp6", "unix")
 
 
 def server_description(port: str) -> str:
@@ -62,12 +68,33 @@ class Options(HeartbeatOptions):
             "Serve at most this many connections; the next is told "
             "'error server full' and closed.",
         ],
+        [
+            "workers",
+            None,
+            "1",
+            "Worker processes sharing the listening socket (tcp, tcp6 or "
+            "unix ports), supervised by this one: a dead worker is "
+            "restarted.  Each worker has its own connections and "
+            "--max-connections; --broadcast reaches only the connections "
+            "of the same worker.",
+        ],
     ]
+
+    def parseOptions(self, options=None) -> None:
+        # Kept so that each worker can parse exactly what twistd was given.
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def postOptions(self) -> None:
         super().postOptions()
         self["max-connections"] = positive_int(self, "max-connections")
+        self["workers"] = positive_int(self, "workers")
         self["port"] = description = server_description(self["port"])
+        if self["workers"] > 1 and description.split(":")[0] not in _SHAREABLE:
+            raise usage.UsageError(
+                f"--workers above 1 needs a tcp:, tcp6: or unix: --port, "
+                f"not {description!r}"
+            )
         from twisted.internet import reactor
 
         try:
@@ -78,9 +105,10 @@ class Options(HeartbeatOptions):
             )
 
 
-def makeService(options: Options) -> IService:
-    from twisted.internet import reactor
-
+def server_factory(options: Options) -> HeartbeatServerFactory:
+    """
+    The server factory the options describe: one per worker.
+    """
     factory = HeartbeatServerFactory(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
@@ -90,6 +118,12 @@ def makeService(options: Options) -> IService:
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol
     )
+    return factory
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
     log.info(
         "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
         "max {maxConnections} connections, {mode}",
@@ -99,6 +133,7 @@ def makeService(options: Options) -> IService:
         maxConnections=options["max-connections"],
         mode="broadcast" if options["broadcast"] else "echo",
     )
-    return StreamServerEndpointService(
-        serverFromString(reactor, options["port"]), factory
-    )
+    endpoint = serverFromString(reactor, options["port"])
+    if options["workers"] > 1:
+        return WorkerPool(endpoint, options["workers"], options.arguments)
+    return StreamServerEndpointService(endpoint, server_factory(options))
