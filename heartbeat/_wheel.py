@@ -5,7 +5,7 @@ A L{DelayedCall} per connection costs several hundred bytes and a
 C{reset()} per message; a coarse sweep is cheap but fires up to a whole
 period late.  The wheel keeps connections in slots C{resolution} seconds
 wide and arms a single L{DelayedCall} for the earliest slot, so a deadline
-fires at most one slot late while a connection costs one set entry.
+fires at most one slot late while a connection costs one list entry.
 
 Deadlines are re-armed lazily: receiving data only records a timestamp, and
 a member whose slot comes due while it has heard from its peer simply files
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from math import ceil
-from typing import Dict, Optional, Protocol, Set
+from typing import Dict, List, Optional, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -48,12 +48,17 @@ class TimingWheel:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self.seconds = clock.seconds
-        self._slots: Dict[int, Set[WheelMember]] = {}
+        # Lists, not sets: with connections spread over an interval most
+        # slots hold a few members, where an empty set alone is 216 bytes.
+        # A slot holds what was filed within one resolution, a few hundred
+        # members at most, so removal by scanning stays cheap.
+        self._slots: Dict[int, List[WheelMember]] = {}
         # Slot numbers in time order; may hold numbers whose slot has since
         # emptied, skipped when they reach the top.
         self._order: list[int] = []
         self._call: Optional[IDelayedCall] = None
         self._armedSlot: Optional[int] = None
+        self._firing = False
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._slots.values())
@@ -67,11 +72,16 @@ class TimingWheel:
         slot = ceil(when / self.resolution)
         members = self._slots.get(slot)
         if members is None:
-            members = self._slots[slot] = set()
+            self._slots[slot] = [member]
             heappush(self._order, slot)
-            if self._armedSlot is None or slot < self._armedSlot:
+            # While firing, the timer is re-armed once all due members are
+            # called, for whichever slot is then the earliest.
+            if not self._firing and (
+                self._armedSlot is None or slot < self._armedSlot
+            ):
                 self._arm(slot)
-        members.add(member)
+        else:
+            members.append(member)
         return slot
 
     def unschedule(self, member: WheelMember, slot: int) -> None:
@@ -81,7 +91,10 @@ class TimingWheel:
         members = self._slots.get(slot)
         if members is None:
             return
-        members.discard(member)
+        try:
+            members.remove(member)
+        except ValueError:
+            return
         if not members:
             del self._slots[slot]
             if slot == self._armedSlot:
@@ -121,11 +134,14 @@ class TimingWheel:
                 due.append((slot * self.resolution, members))
         # Members are called after every due slot is unfiled, so one that
         # re-files itself (even into a slot already due) is not lost.
-        for slotTime, members in due:
-            lateness = now - slotTime
-            for member in members:
-                member._heartbeatDue(now, lateness)
-        if self._armedSlot is None:
+        self._firing = True
+        try:
+            for slotTime, members in due:
+                lateness = now - slotTime
+                for member in members:
+                    member._heartbeatDue(now, lateness)
+        finally:
+            self._firing = False
             self._armNext()
 
 

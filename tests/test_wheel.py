@@ -1,0 +1,46 @@
+"""
+The timing wheel on its own: filing, forgetting, firing in order.
+"""
+
+from heartbeat._wheel import TimingWheel
+
+
+class Member:
+    """
+    Records when it is called; files itself again C{again} seconds later.
+    """
+
+    def __init__(self, wheel, fired, name, again=None):
+        self.wheel, self.fired, self.name, self.again = wheel, fired, name, again
+
+    def _heartbeatDue(self, now, lateness):
+        self.fired.append((self.name, round(now, 3)))
+        if self.again:
+            self.wheel.schedule(self, now + self.again)
+            self.again = None
+
+
+def test_a_member_filed_while_firing_does_not_hide_an_earlier_slot(clock):
+    """A connection re-filed far ahead while the wheel fires must not delay
+    another connection's deadline that falls in between."""
+    wheel, fired = TimingWheel(clock), []
+    wheel.schedule(Member(wheel, fired, "a", again=2.0), 1.0)
+    wheel.schedule(Member(wheel, fired, "b"), 1.5)
+    clock.pump([0.25] * 16)
+    assert fired == [("a", 1.0), ("b", 1.5), ("a", 3.0)]
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_wheel_forgets_a_member_once(clock):
+    """Unscheduling twice, or from the wrong slot, neither fails nor
+    disturbs the other members of the slot."""
+    wheel, fired = TimingWheel(clock), []
+    a, b = Member(wheel, fired, "a"), Member(wheel, fired, "b")
+    slot = wheel.schedule(a, 1.0)
+    assert wheel.schedule(b, 1.0) == slot
+    wheel.unschedule(a, slot)
+    wheel.unschedule(a, slot)
+    wheel.unschedule(b, slot + 1)
+    clock.advance(1.0)
+    assert fired == [("b", 1.0)]
+    assert clock.getDelayedCalls() == []
