@@ -48,16 +48,7 @@ def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
         floor = None
         for kind in kinds:
             with serving(kind, logdir) as server:
-                time.sleep(0.5)
-                before = server.rss()
-                with loading(server.port, size, "hold") as load:
-                    time.sleep(1.0)
-                    load.send("go")
-                    cpu = server.cpu()
-                    time.sleep(seconds)
-                    cpu = (server.cpu() - cpu) / seconds
-                    perConnection = (server.rss() - before) / size
-                    summary = load.stop()
+                perConnection, cpu, _, summary = _held(server, size, seconds)
             figures = (perConnection, cpu)
             floor = floor or figures
             rtts = summary["rtts"]
@@ -182,18 +173,7 @@ def workers(counts: Sequence[int], perWorker: int, seconds: float,
     for count in counts:
         size = perWorker * count
         with serving("heartbeat", logdir, workers=count) as server:
-            time.sleep(0.5)
-            before = server.rss()
-            with loading(server.port, size, "hold") as load:
-                time.sleep(1.0)
-                load.send("go")
-                cpu = server.cpu()
-                time.sleep(seconds)
-                cpu = (server.cpu() - cpu) / seconds
-                pids = server.pids()
-                spread = [_sockets(pid) for pid in pids[1:] or pids]
-                perConnection = (server.rss() - before) / size
-                summary = load.stop()
+            perConnection, cpu, spread, summary = _held(server, size, seconds)
         rows.append([
             count, f"{size:,}", summary["open"],
             " + ".join(f"{n:,}" for n in spread) or "-",
@@ -208,6 +188,28 @@ def workers(counts: Sequence[int], perWorker: int, seconds: float,
          "CPU ms/s", "RTT p50 ms", "p99 ms", "errors"],
         rows,
     )
+
+
+def _held(server: Server, size: int, seconds: float):
+    """
+    Hold C{size} idle connections on C{server} for C{seconds}.
+
+    @return: RSS per connection, CPU seconds per second, sockets per
+        server process, and the generators' summary.
+    """
+    time.sleep(0.5)
+    before = server.rss()
+    with loading(server.port, size, "hold") as load:
+        time.sleep(1.0)
+        load.send("go")
+        cpu = server.cpu()
+        time.sleep(seconds)
+        cpu = (server.cpu() - cpu) / seconds
+        pids = server.pids()
+        spread = [_sockets(pid) for pid in pids[1:] or pids]
+        perConnection = (server.rss() - before) / size
+        summary = load.stop()
+    return perConnection, cpu, spread, summary
 
 
 def _sockets(pid: int) -> int:

@@ -255,7 +255,10 @@ class HeartbeatProtocol:
             self.heartbeatTimedOut(silence)
             self.transport.abortConnection()  # type: ignore[attr-defined]
             return
-        self._heartbeatGraced = False
+        if self._heartbeatGraced:
+            # Assigned only when set: an instance attribute per connection
+            # costs memory at every connection.
+            self._heartbeatGraced = False
         interval = self.heartbeatInterval
         if interval:
             sentAt = self._heartbeatPingSentAt
