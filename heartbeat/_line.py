@@ -4,7 +4,6 @@ The newline-delimited wire format: heartbeats, application lines, errors.
 
 from __future__ import annotations
 
-import re
 from typing import Optional, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
@@ -17,7 +16,8 @@ PING = b"ping"
 PONG = b"pong"
 ERROR = b"error"
 
-_HEARTBEAT = re.compile(rb"(ping|pong)(?: ([\x21-\x7e]{1,64}))?")
+# What a token may hold: printable ASCII but the space.
+_TOKEN_BYTES = bytes(range(0x21, 0x7F))
 
 
 def parse_heartbeat(line: bytes) -> Optional[Tuple[bytes, Optional[bytes]]]:
@@ -28,12 +28,21 @@ def parse_heartbeat(line: bytes) -> Optional[Tuple[bytes, Optional[bytes]]]:
         other line, a malformed heartbeat included: those are the
         application's.
     """
-    if line[:1] != b"p":
+    # Bytes methods, not a regular expression: this runs for every line,
+    # and a regex match cost a third of the library's time per ping.
+    kind = line[:4]
+    if kind != PING and kind != PONG:
         return None
-    match = _HEARTBEAT.fullmatch(line)
-    if match is None:
+    if len(line) == 4:
+        return kind, None
+    token = line[5:]
+    if (
+        line[4] != 0x20
+        or not 0 < len(token) <= 64
+        or token.translate(None, _TOKEN_BYTES)
+    ):
         return None
-    return match.group(1), match.group(2)
+    return kind, token
 
 
 def heartbeat_line(kind: bytes, token: Optional[bytes]) -> bytes:
@@ -80,7 +89,8 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         if heartbeat is None:
             self.messageReceived(line)
         elif heartbeat[0] == PING:
-            self.sendLine(heartbeat_line(PONG, heartbeat[1]))
+            # What follows a valid "ping" ("" or " token") ends the pong too.
+            self.sendLine(PONG + line[4:])
         else:
             self.heartbeatPongReceived(heartbeat[1])
 
