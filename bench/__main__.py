@@ -36,6 +36,12 @@ def main(argv=None) -> None:
                         default=[1, 2],
                         help="worker counts for the heartbeat server in the "
                         "throughput and workers scenarios (default 1,2)")
+    parser.add_argument("--rounds", type=int,
+                        help="interleaved throughput runs per server "
+                        "(default 3; quick 1)")
+    parser.add_argument("--lean-loadgen", action="store_true",
+                        help="plain asyncio in the load generator, to see "
+                        "what uvloop saves")
     args = parser.parse_args(argv)
     quick = args.quick
     kinds = ["floor", "heartbeat"]
@@ -49,17 +55,19 @@ def main(argv=None) -> None:
     if "hold" in chosen:
         out.write(scenarios.hold(
             kinds, args.sizes or ([1000] if quick else [1000, 5000, 15000]),
-            args.hold_seconds or (3.0 if quick else 30.0), logdir,
+            args.hold_seconds or (2.0 if quick else 30.0), logdir,
         ) + "\n")
     if "throughput" in chosen:
         out.write(scenarios.throughput(
             kinds, 100 if quick else 200, 3.0 if quick else 10.0, logdir,
-            args.workers,
+            args.workers, args.rounds or (1 if quick else 3),
+            args.lean_loadgen,
         ) + "\n")
     if "detection" in chosen:
+        # The floor has no timer: it never closes a silent peer.
         out.write(scenarios.detection(
-            [k for k in kinds if k != "floor"] if quick else kinds,
-            200, 1.0, 2.5, logdir,
+            ["sweep", "heartbeat"] if args.baselines else ["heartbeat"],
+            200, *((1.0, 2.5) if quick else (5.0, 11.0)), logdir,
         ) + "\n")
     if "reconnect" in chosen:
         out.write(scenarios.reconnect(

@@ -166,7 +166,11 @@ class Load:
                        "--port", str(port), "--connections", str(share),
                        "--sources", sources, "--mode", mode]
             for name, value in options.items():
-                command += [f"--{name.replace('_', '-')}", str(value)]
+                flag = f"--{name.replace('_', '-')}"
+                if value is True:
+                    command.append(flag)
+                elif value is not False:
+                    command += [flag, str(value)]
             self.processes.append(subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 text=True, bufsize=1,

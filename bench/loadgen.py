@@ -11,8 +11,9 @@ spread over C{--sources} (127.0.0.2, 127.0.0.3, ...), each good for about
 28,000 connections to one server port.
 
 It is driven through stdin, one command a line: C{go} starts the measured
-phase (counters start from zero), C{silent} makes every connection send a
-last ping and then say nothing more, C{stop} prints the summary and exits.
+phase (counters start from zero), C{silent [SPREAD]} makes every
+connection send a last ping and then say nothing more (each at a random
+instant within SPREAD seconds), C{stop} prints the summary and exits.
 Events and the summary are JSON lines on stdout.
 
     python -m bench.loadgen --port 1234 --connections 5000 --mode hold
@@ -79,6 +80,14 @@ class Client(asyncio.Protocol):
         self.sent.append(now)
         self.transport.write(b"ping" + token + b"\n")
         self.gen.pings += 1
+
+    def fallSilent(self) -> None:
+        """
+        Send a last ping, then neither answer nor ping again.
+        """
+        if self.transport is not None and not self.transport.is_closing():
+            self.ping(b" last")
+            self.silent = True
 
     def connection_lost(self, exc) -> None:
         self.gen.connectionLost(self)
@@ -183,10 +192,14 @@ class Generator:
                 for client in self.clients:
                     for _ in range(self.args.depth):
                         client.ping()
-        elif line == "silent":
+        elif line.startswith("silent"):
+            # "silent SPREAD": each connection falls silent at its own
+            # instant, uniform over SPREAD seconds (default: all at once).
+            spread = float(line.split()[1]) if " " in line else 0.0
             for client in self.clients:
-                client.ping(b" last")
-                client.silent = True
+                self.loop.call_later(
+                    random.uniform(0, spread), client.fallSilent
+                )
         elif line == "stop":
             self.report()
             self.done.set()
