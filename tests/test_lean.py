@@ -2,7 +2,7 @@
 What keeps a connection small and a ping cheap still behaves.
 """
 
-from heartbeat import HeartbeatServerFactory
+from heartbeat import HeartbeatServerFactory, HeartbeatServerProtocol
 
 from .helpers import connect, lose, take
 
@@ -31,11 +31,35 @@ def test_a_connection_may_override_the_factory_setting(clock):
 
 def test_settings_are_not_copied_into_each_connection(clock):
     """Each connection reads the factory's settings instead of holding a
-    copy, which would cost memory at every one of thousands of them."""
+    copy, and keeps its heartbeat state in slots, not in its dictionary:
+    either would cost memory at every one of thousands of connections."""
     factory = HeartbeatServerFactory(clock=clock)
-    protocol, _ = connect(factory)
+    protocol, transport = connect(factory)
     protocol.dataReceived(b"ping 1\n")
-    for name in ("heartbeatInterval", "heartbeatTimeout", "maxLineLength",
-                 "_heartbeatGraced"):
-        assert name not in vars(protocol)
+    protocol.heartbeatPing()
+    protocol.dataReceived(b"pong 1\n")
+    assert protocol.heartbeatRtt == 0.0
+    assert set(vars(protocol)) <= {
+        "factory", "connected", "transport", "_registered", "_busyReceiving",
+        "_buffer",
+    }
     lose(protocol)
+
+
+def test_a_subclass_init_need_not_call_up(clock):
+    """A protocol with its own __init__ that never calls the mixin's still
+    starts with a clean heartbeat state."""
+
+    class Own(HeartbeatServerProtocol):
+        def __init__(self):
+            self.seen = []
+
+    factory = HeartbeatServerFactory(clock=clock)
+    factory.protocol = Own
+    protocol, transport = connect(factory)
+    assert protocol.heartbeatRtt is None
+    assert protocol.heartbeatPingsSent == 0
+    clock.advance(25.01)
+    assert transport.value() == b"ping 1\n"
+    lose(protocol)
+    assert clock.getDelayedCalls() == []
