@@ -269,10 +269,7 @@ class HeartbeatProtocol:
             self.heartbeatTimedOut(silence)
             self.transport.abortConnection()  # type: ignore[attr-defined]
             return
-        if self._heartbeatGraced:
-            # Assigned only when set: an instance attribute per connection
-            # costs memory at every connection.
-            self._heartbeatGraced = False
+        self._heartbeatGraced = False
         interval = self.heartbeatInterval
         if interval:
             sentAt = self._heartbeatPingSentAt
