@@ -80,6 +80,7 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         if heartbeat is None:
             self.messageReceived(line)
         elif heartbeat[0] == PING:
+            self.heartbeatPingReceived(heartbeat[1])
             self.sendLine(heartbeat_line(PONG, heartbeat[1]))
         else:
             self.heartbeatPongReceived(heartbeat[1])
