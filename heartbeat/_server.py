@@ -19,7 +19,38 @@ from ._protocol import _default_clock, _peer
 SERVER_FULL = b"server full"
 
 
-class HeartbeatServerProtocol(HeartbeatLineProtocol):
+class CountedByServer:
+    """
+    Counts a served connection's heartbeats on its server factory, for the
+    summary, the status page and the metrics.  Mixed in before a framing
+    (line or WebSocket), whatever factory built the protocol.
+    """
+
+    @property
+    def heartbeatServer(self) -> "HeartbeatServerFactory":
+        """
+        The L{HeartbeatServerFactory} that counts this connection.
+        """
+        return self.factory  # type: ignore[attr-defined, no-any-return]
+
+    def heartbeatPing(self) -> bytes:
+        self.heartbeatServer.pingsSent += 1
+        return super().heartbeatPing()  # type: ignore[misc, no-any-return]
+
+    def heartbeatPingReceived(self, token: Optional[bytes]) -> None:
+        self.heartbeatServer.pingsReceived += 1
+        super().heartbeatPingReceived(token)  # type: ignore[misc]
+
+    def heartbeatRoundTrip(self, rtt: float) -> None:
+        self.heartbeatServer.roundTripMeasured(self, rtt)
+        super().heartbeatRoundTrip(rtt)  # type: ignore[misc]
+
+    def heartbeatTimedOut(self, silence: float) -> None:
+        self.heartbeatServer.timeouts += 1
+        super().heartbeatTimedOut(silence)  # type: ignore[misc]
+
+
+class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
     """
     A server connection: registers with its factory, echoes application
     lines back.  Subclass and override L{messageReceived} for your own.
@@ -57,10 +88,6 @@ class HeartbeatServerProtocol(HeartbeatLineProtocol):
             )
         super().connectionLost(reason)
 
-    def heartbeatTimedOut(self, silence: float) -> None:
-        self.factory.timeouts += 1
-        super().heartbeatTimedOut(silence)
-
     def messageReceived(self, line: bytes) -> None:
         self.sendLine(line)
 
@@ -85,6 +112,8 @@ class HeartbeatServerFactory(Factory):
     @ivar accepted: connections served since the factory started.
     @ivar refused: connections refused because the server was full.
     @ivar timeouts: connections aborted because their peer fell silent.
+    @ivar pingsSent: pings sent to peers.
+    @ivar pingsReceived: pings received from peers (and answered).
     """
 
     protocol = HeartbeatServerProtocol
@@ -109,6 +138,8 @@ class HeartbeatServerFactory(Factory):
         self.accepted = 0
         self.refused = 0
         self.timeouts = 0
+        self.pingsSent = 0
+        self.pingsReceived = 0
         self._summary: Optional[LoopingCall] = None
 
     def registerConnection(self, protocol: HeartbeatServerProtocol) -> bool:
@@ -129,6 +160,12 @@ class HeartbeatServerFactory(Factory):
 
     def unregisterConnection(self, protocol: HeartbeatServerProtocol) -> None:
         self.connections.discard(protocol)
+
+    def roundTripMeasured(self, protocol: CountedByServer, rtt: float) -> None:
+        """
+        C{protocol} measured a round trip of C{rtt} seconds; override to
+        record the samples (the status service keeps a histogram).
+        """
 
     def broadcast(self, line: bytes, exclude: object = None) -> int:
         """
