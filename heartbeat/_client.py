@@ -181,7 +181,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
             raise ValueError("an application line must not contain b'\\n'")
         protocol = self.connectedProtocol
         if protocol is not None:
-            protocol.sendLine(line)
+            protocol.sendMessage(line)
         elif not self.continueTrying:
             raise ClientStopped("the client has stopped trying to connect")
         elif len(self._buffer) >= self.maxBufferedMessages:
@@ -253,7 +253,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
                 "sending {count} buffered messages", count=len(buffered)
             )
         for line in buffered:
-            protocol.sendLine(line)
+            protocol.sendMessage(line)
         waiters, self._connectedWaiters = self._connectedWaiters, []
         for waiter in waiters:
             waiter.callback(protocol)

@@ -1,0 +1,373 @@
+"""
+Heartbeats over WebSocket (Autobahn): the mixin's framing, a server that
+joins the line server's connections, and a reconnecting client.
+
+Two kinds of ping travel together.  A ping frame is answered by the peer's
+WebSocket stack, in a browser even while the page's scripts are throttled
+or frozen, so it keeps such a tab's connection alive and measures the
+network's round trip.  A JSON ping, C{{"type":"ping","t":N}}, is answered
+by the page's own code, which cannot see ping frames: it tells that code
+the server is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import random as _random
+from types import SimpleNamespace
+from typing import Any, Callable, Optional, Tuple
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._client import SERVER_FULL, HeartbeatClientFactory
+from ._protocol import HeartbeatProtocol, _peer
+from ._server import CountedByServer, HeartbeatServerFactory
+
+# Close codes, in the range RFC 6455 leaves to applications.
+HEARTBEAT_TIMEOUT = 4000
+INVALID_MESSAGE = 4007
+TRY_AGAIN_LATER = 4013
+
+# An application heartbeat is a small JSON object; anything longer is an
+# application message, and never parsed.
+_MAX_HEARTBEAT = 256
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+# Message types reserved for heartbeats: "hello" carries the server's
+# timing to a page when it opens.
+_CONTROL = ("ping", "pong", "hello")
+
+
+def parse_app_heartbeat(payload: bytes) -> Optional[Tuple[str, object]]:
+    """
+    Read a text message as an application heartbeat, if it is one.
+
+    @return: C{(type, t)} for a JSON object whose C{type} is C{ping},
+        C{pong} or C{hello} (C{t} is its C{"t"} member, or C{None}); C{None}
+        for any other message, which is the application's.
+    """
+    if payload[:1] != b"{" or len(payload) > _MAX_HEARTBEAT:
+        return None
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("type")
+    if kind not in _CONTROL:
+        return None
+    return kind, message.get("t")
+
+
+def app_message(kind: str, **fields: object) -> bytes:
+    """
+    An application control message such as C{{"type":"pong","t":3}}.
+    """
+    return json.dumps({"type": kind, **fields}, separators=(",", ":")).encode()
+
+
+def _token(t: object) -> Optional[bytes]:
+    # Our pings carry the mixin's token, a counter, as a JSON number.
+    if isinstance(t, int) and not isinstance(t, bool):
+        return b"%d" % (t,)
+    return None
+
+
+def _timers_on(clock: IReactorTime) -> SimpleNamespace:
+    """
+    Autobahn's handshake timers, driven by C{clock} like ours, so that a
+    test's L{Clock} governs them too.
+    """
+    return SimpleNamespace(call_later=clock.callLater)
+
+
+class WebSocketHeartbeat(HeartbeatProtocol):
+    """
+    The heartbeat mixin's framing for Autobahn: mix in before
+    C{WebSocketServerProtocol} or C{WebSocketClientProtocol}.
+
+    Every frame is a sign of life.  Pings are ping frames carrying the
+    token; pong frames and JSON pongs carrying it back give the round trip.
+    JSON pings are answered with a JSON pong carrying the same C{t}.  Other
+    messages go to L{messageReceived}.  A peer silent past the timeout gets
+    a close frame (L{HEARTBEAT_TIMEOUT}, C{"heartbeat timeout"}); Autobahn
+    aborts the connection if no answer comes within C{closeHandshakeTimeout}.
+    """
+
+    heartbeatFraming = "websocket"
+
+    def heartbeatSettings(self) -> Any:
+        """
+        What this connection takes its interval and timeout from when it
+        connects: by default its factory.
+        """
+        return self.factory  # type: ignore[attr-defined]
+
+    # Twisted's and Autobahn's side
+
+    def connectionMade(self) -> None:
+        settings = self.heartbeatSettings()
+        self.heartbeatInterval = settings.heartbeatInterval
+        self.heartbeatTimeout = settings.heartbeatTimeout
+        super().connectionMade()
+
+    def onPing(self, payload: bytes) -> None:
+        self.heartbeatPingReceived(payload or None)
+        super().onPing(payload)  # type: ignore[misc]
+
+    def onPong(self, payload: bytes) -> None:
+        self.heartbeatPongReceived(payload or None)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        heartbeat = None if isBinary else parse_app_heartbeat(payload)
+        if heartbeat is None:
+            self.messageReceived(payload, isBinary)
+        elif heartbeat[0] == "ping":
+            self.heartbeatPingReceived(_token(heartbeat[1]))
+            self.sendControlMessage("pong", t=heartbeat[1])
+        elif heartbeat[0] == "pong":
+            self.heartbeatPongReceived(_token(heartbeat[1]))
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        # Autobahn leaves this timer behind when the peer drops the
+        # connection before answering our close frame.
+        call = getattr(self, "closeHandshakeTimeoutCall", None)
+        if call is not None:
+            self.closeHandshakeTimeoutCall = None
+            if call.active():
+                call.cancel()
+
+    # Ours
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Override to handle an application message (heartbeats never arrive
+        here).
+        """
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        """
+        Send a message once the connection is open; dropped while closing.
+
+        @param isBinary: when not given, bytes that are valid UTF-8 go as a
+            text message and any others as a binary one, so a line from the
+            line server always reaches a browser intact.
+        """
+        if self.state != _OPEN:  # type: ignore[attr-defined]
+            return
+        if isBinary is None:
+            try:
+                payload.decode("utf-8")
+                isBinary = False
+            except UnicodeDecodeError:
+                isBinary = True
+        super().sendMessage(payload, isBinary, **kwargs)  # type: ignore[misc]
+
+    def sendControlMessage(self, kind: str, **fields: object) -> None:
+        """
+        Send C{{"type": kind, …fields}} in a frame of its own: small, never
+        compressed, and exempt from the size limit meant for application
+        messages (which may be set below a heartbeat's size).
+        """
+        if self.state == _OPEN:  # type: ignore[attr-defined]
+            self.sendFrame(opcode=1, payload=app_message(kind, **fields))  # type: ignore[attr-defined]
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        self.sendPing(token)  # type: ignore[attr-defined]
+
+    def heartbeatAbort(self) -> None:
+        if self.state == _OPEN:  # type: ignore[attr-defined]
+            self.sendClose(HEARTBEAT_TIMEOUT, "heartbeat timeout")  # type: ignore[attr-defined]
+        else:
+            super().heartbeatAbort()
+
+
+class HeartbeatWebSocketServerProtocol(
+    CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
+):
+    """
+    A WebSocket connection served as one more connection of the line
+    server (the factory's C{heartbeatServer}): its settings, its cap, its
+    counters and its broadcast.  Echoes each message; subclass and override
+    L{messageReceived} for your own.
+
+    A message is an application line: one with a newline is refused with a
+    close (L{INVALID_MESSAGE}), as it could not be relayed to line peers.
+    Each page learns the server's timing from C{{"type":"hello",…}} when it
+    opens, and gets a JSON ping along with each ping frame.
+    """
+
+    _log = Logger()
+    _registered = False
+
+    @property
+    def heartbeatServer(self) -> HeartbeatServerFactory:
+        return self.factory.heartbeatServer  # type: ignore[no-any-return]
+
+    def heartbeatSettings(self) -> HeartbeatServerFactory:
+        return self.heartbeatServer
+
+    def onOpen(self) -> None:
+        server = self.heartbeatServer
+        if not server.registerConnection(self):
+            self._log.warn(
+                "refused {peer}: server full ({limit} connections)",
+                peer=_peer(self),
+                limit=server.maxConnections,
+            )
+            self.stopHeartbeat()
+            self.sendClose(TRY_AGAIN_LATER, SERVER_FULL.decode())
+            return
+        self._registered = True
+        self._log.info("{peer} connected (WebSocket)", peer=_peer(self))
+        self.sendControlMessage(
+            "hello", interval=self.heartbeatInterval, timeout=self.heartbeatTimeout
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if b"\n" in payload:
+            self._log.info("{peer} sent a message with a newline", peer=_peer(self))
+            self.sendClose(INVALID_MESSAGE, "a message must not contain a newline")
+            return
+        super().onMessage(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        if self._registered:
+            self._registered = False
+            self.heartbeatServer.unregisterConnection(self)
+            self._log.info(
+                "{peer} disconnected: {code} {reason}",
+                peer=_peer(self),
+                code=code,
+                reason=reason or "",
+            )
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        super().sendHeartbeatPing(token)
+        self.sendControlMessage("ping", t=int(token))
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
+    """
+    Relays each message to every other connection, line peers included.
+    """
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        self.heartbeatServer.broadcast(payload, exclude=self)
+
+
+class HeartbeatWebSocketServerFactory(WebSocketServerFactory):
+    """
+    Serves WebSocket connections as part of a L{HeartbeatServerFactory}.
+
+    @ivar heartbeatServer: the line server whose settings, cap, counters
+        and broadcast the WebSocket connections share.
+    """
+
+    protocol = HeartbeatWebSocketServerProtocol
+    noisy = False
+
+    def __init__(self, heartbeatServer: HeartbeatServerFactory, **kwargs: object):
+        super().__init__(**kwargs)
+        self.heartbeatServer = heartbeatServer
+        self.clock = heartbeatServer.clock
+        self._batched_timer = _timers_on(self.clock)
+        limit = heartbeatServer.maxLineLength
+        self.setProtocolOptions(
+            webStatus=False,
+            failByDrop=False,
+            maxFramePayloadSize=limit,
+            maxMessagePayloadSize=limit,
+        )
+
+
+class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtocol):
+    """
+    A client connection: pings as soon as the WebSocket opens, and reports
+    to its L{HeartbeatWebSocketClientFactory}, which it serves like a line
+    client.  Subclass and override L{messageReceived}.
+    """
+
+    _healthy = False
+
+    def onOpen(self) -> None:
+        self.factory.clientConnectionMade(self)
+        self.heartbeatPing()
+
+    def onPing(self, payload: bytes) -> None:
+        self._heard()
+        super().onPing(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        self._heard()
+        super().onPong(payload)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._heard()
+        super().onMessage(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        # The server's close reason means what its 'error' line would mean
+        # to a line client: 'server full' waits long, the rest retry.
+        if wasClean and not self.closedByMe and reason:
+            self.factory.serverClosedWithError(reason.encode())
+
+    def _heard(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            self.factory.clientConnectionHealthy(self)
+
+
+class HeartbeatWebSocketClientFactory(HeartbeatClientFactory, WebSocketClientFactory):
+    """
+    Keeps one WebSocket connection up, exactly as L{HeartbeatClientFactory}
+    keeps a line connection: same backoff, health, send buffer, refusals.
+
+    Connect it with C{connectEndpoint(clientFromString(reactor,
+    "tcp:host:port"))} (C{tls:} for C{wss://}); C{url} names the host and
+    path sent in the handshake.  L{maxLineLength} caps a message.
+    """
+
+    protocol = HeartbeatWebSocketClientProtocol
+
+    def __init__(
+        self,
+        url: str,
+        clock: Optional[IReactorTime] = None,
+        random: Callable[[], float] = _random.random,
+        **kwargs: object,
+    ) -> None:
+        HeartbeatClientFactory.__init__(self, clock, random)
+        WebSocketClientFactory.__init__(self, url, **kwargs)
+        self._batched_timer = _timers_on(self.clock)
+        self.setProtocolOptions(
+            failByDrop=False,
+            maxFramePayloadSize=self.maxLineLength,
+            maxMessagePayloadSize=self.maxLineLength,
+        )
+
+    def stopTrying(self) -> None:
+        """
+        Stop reconnecting, and say goodbye with a close frame if connected.
+        """
+        current = self._current
+        if current is not None:
+            current.sendClose(1000)
+        super().stopTrying()
