@@ -17,6 +17,7 @@ import random as _random
 from types import SimpleNamespace
 from typing import Any, Callable, Optional, Tuple
 
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -27,7 +28,10 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
+from ._assets import Asset
 from ._client import SERVER_FULL, HeartbeatClientFactory
 from ._protocol import HeartbeatProtocol, _peer
 from ._server import CountedByServer, HeartbeatServerFactory
@@ -296,6 +300,22 @@ class HeartbeatWebSocketServerFactory(WebSocketServerFactory):
             maxFramePayloadSize=limit,
             maxMessagePayloadSize=limit,
         )
+
+
+def websocket_site(factory: HeartbeatWebSocketServerFactory) -> Site:
+    """
+    The HTTP side of the WebSocket port: C{/} upgrades to WebSocket, and
+    C{/heartbeat.js} is the browser client, which any page may import.
+    """
+    root = Resource()
+    root.putChild(b"", WebSocketResource(factory))
+    root.putChild(b"heartbeat.js", Asset("heartbeat.js", crossOrigin=True))
+    # Bounds a connection that never finishes its upgrade; after the
+    # upgrade the heartbeat governs it.
+    timeout = factory.heartbeatServer.heartbeatTimeout or 60.0
+    site = Site(root, timeout=timeout, reactor=factory.clock)
+    site.noisy = False
+    return site
 
 
 class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtocol):

@@ -388,3 +388,20 @@ def test_public_names():
     ]
     for name in heartbeat.websocket.__all__:
         assert getattr(heartbeat.websocket, name).__module__ == "heartbeat._websocket"
+
+
+def test_site_serves_the_client_to_any_page(clock):
+    """GET /heartbeat.js gives the module, importable from any origin."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from heartbeat._websocket import websocket_site
+
+    hub, factory = make_server(clock)
+    site = websocket_site(factory)
+    request = DummyRequest([b"heartbeat.js"])
+    body = site.getResourceFor(request).render(request)
+    assert b"export class HeartbeatSocket" in body
+    assert request.responseHeaders.getRawHeaders(b"access-control-allow-origin") == [b"*"]
+    assert request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(
+        b"text/javascript")
+    assert site.timeOut == 3.0
