@@ -308,7 +308,7 @@ def websocket_site(factory: HeartbeatWebSocketServerFactory) -> Site:
     C{/heartbeat.js} is the browser client, which any page may import.
     """
     root = Resource()
-    root.putChild(b"", WebSocketResource(factory))
+    root.putChild(b"", _UpgradeOnly(WebSocketResource(factory)))
     root.putChild(b"heartbeat.js", Asset("heartbeat.js", crossOrigin=True))
     # Bounds a connection that never finishes its upgrade; after the
     # upgrade the heartbeat governs it.
@@ -316,6 +316,27 @@ def websocket_site(factory: HeartbeatWebSocketServerFactory) -> Site:
     site = Site(root, timeout=timeout, reactor=factory.clock)
     site.noisy = False
     return site
+
+
+class _UpgradeOnly(Resource):
+    """
+    Hands WebSocket upgrades over; a plain GET is told where the client is,
+    instead of being failed (and logged) as a broken handshake.
+    """
+
+    isLeaf = True
+
+    def __init__(self, websocket: WebSocketResource) -> None:
+        super().__init__()
+        self._websocket = websocket
+
+    def render(self, request):
+        if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
+            return self._websocket.render(request)
+        request.setResponseCode(426)
+        request.setHeader(b"upgrade", b"websocket")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"A WebSocket endpoint: connect with the client at /heartbeat.js.\n"
 
 
 class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtocol):

@@ -391,7 +391,8 @@ def test_public_names():
 
 
 def test_site_serves_the_client_to_any_page(clock):
-    """GET /heartbeat.js gives the module, importable from any origin."""
+    """GET /heartbeat.js gives the module, importable from any origin; a
+    plain GET / is told where the client is."""
     from twisted.web.test.requesthelper import DummyRequest
 
     from heartbeat._websocket import websocket_site
@@ -405,3 +406,6 @@ def test_site_serves_the_client_to_any_page(clock):
     assert request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(
         b"text/javascript")
     assert site.timeOut == 3.0
+    request = DummyRequest([b""])
+    body = site.getResourceFor(request).render(request)
+    assert request.responseCode == 426 and b"/heartbeat.js" in body
