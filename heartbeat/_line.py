@@ -56,11 +56,13 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
     @ivar errorLinger: seconds a connection closed with an error keeps
         reading (and discarding) before it is aborted, so that the peer can
         read the error before the close resets the connection.
+    @ivar heartbeatFraming: the framing's name, for the status page.
     """
 
     delimiter = b"\n"
     maxLineLength = 65536
     errorLinger = 2.0
+    heartbeatFraming = "line"
 
     _closingWithError = False
     _lingerCall: Optional[IDelayedCall] = None
