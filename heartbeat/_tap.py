@@ -11,11 +11,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ._options import HeartbeatOptions, positive_int
-from ._server import (
-    BroadcastServerProtocol,
-    HeartbeatServerFactory,
-    HeartbeatServerProtocol,
-)
+from ._server import BroadcastServerProtocol, HeartbeatServerProtocol
+from ._webtap import WebOptions, server_factory_class, with_web_services
 
 log = Logger()
 
@@ -29,7 +26,7 @@ def server_description(port: str) -> str:
     return f"tcp:{port}" if port.isdigit() else port
 
 
-class Options(HeartbeatOptions):
+class Options(WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -81,7 +78,7 @@ class Options(HeartbeatOptions):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    factory = HeartbeatServerFactory(
+    factory = server_factory_class(options)(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
         maxLineLength=options["max-line-length"],
@@ -99,6 +96,7 @@ def makeService(options: Options) -> IService:
         maxConnections=options["max-connections"],
         mode="broadcast" if options["broadcast"] else "echo",
     )
-    return StreamServerEndpointService(
+    service = StreamServerEndpointService(
         serverFromString(reactor, options["port"]), factory
     )
+    return with_web_services(options, factory, service)
