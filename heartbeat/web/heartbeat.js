@@ -17,6 +17,9 @@
 
 const OPEN = 1;
 const EPSILON = 0.001;
+// A deadline that fires this late means the page was frozen or its timers
+// throttled: the server's messages may be waiting, unread, behind it.
+const LATE = 0.05;
 const CONTROL = new Set(["ping", "pong", "hello"]);
 const HEARTBEAT_TIMEOUT = 4000;
 const TRY_AGAIN_LATER = 4013;
@@ -79,6 +82,8 @@ export class HeartbeatSocket extends EventTarget {
     this._attempt = 0;
     this._pings = 0;
     this._pingSentAt = null;
+    this._dueAt = Infinity;
+    this._graced = false;
     this._ws = null;
     this._timer = null;
     this._resume = () => this._resumeNow();
@@ -184,6 +189,7 @@ export class HeartbeatSocket extends EventTarget {
     if (this.interval && this._ws.readyState === OPEN) {
       when = Math.min(when, Math.max(this._lastHeard, this._pingSentAt ?? -Infinity) + this.interval);
     }
+    this._dueAt = when;
     if (when !== Infinity) {
       const delay = Math.max(0, when - this._clock.now());
       this._timer = this._clock.setTimeout(() => this._due(), delay);
@@ -194,6 +200,13 @@ export class HeartbeatSocket extends EventTarget {
     this._timer = null;
     const now = this._clock.now();
     const silence = now - this._lastHeard;
+    if (this.timeout && silence + EPSILON >= this.timeout && now - this._dueAt > LATE && !this._graced) {
+      // Let the messages that arrived meanwhile be read first.
+      this._graced = true;
+      this._timer = this._clock.setTimeout(() => this._due(), LATE);
+      return;
+    }
+    this._graced = false;
     if (this.timeout && silence + EPSILON >= this.timeout) {
       // Dead, or unreachable: a close handshake would wait on it, so drop
       // the socket and go on at once.

@@ -175,6 +175,22 @@ cases.any_message_keeps_the_server_alive = () => {
   same(ws.sent.length, 1, "pings sent");
 };
 
+// A deadline that fires late (a frozen page) first lets the messages that
+// arrived meanwhile be read; a server that really was silent is dropped.
+cases.a_late_deadline_reads_what_arrived_first = () => {
+  const { socket, clock, connect } = make();
+  const ws = connect();
+  clock.t += 10;  // frozen: no timer ran
+  clock.advance(0);
+  same(socket.state, "open", "state right after the freeze");
+  ws.receive('{"type":"ping","t":3}');
+  clock.advance(0.1);
+  same(socket.state, "open", "state once the waiting message is read");
+  clock.t += 10;
+  clock.advance(0.1);
+  same(socket.state, "reconnecting", "state when nothing was waiting");
+};
+
 // Failed attempts double the wait up to maxDelay; a healthy connection
 // starts the count over.
 cases.backoff_grows_to_the_cap_and_resets_once_healthy = () => {
