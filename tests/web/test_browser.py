@@ -4,6 +4,7 @@ server on loopback that the test freezes, kills and restarts.
 """
 
 import http.server
+import json
 import re
 import textwrap
 import threading
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from urllib.request import urlopen
 
 from ..server_process import HeartbeatServer, LineClient, wait_for
 
@@ -123,6 +126,39 @@ def test_page_survives_a_dead_server(page, twistd, serve_page):
     assert states[:2] == ["reconnecting", "connecting"] and states[-1] == "open"
     print(f"\ndead server noticed after {noticed:.2f}s (timeout {timeout}s); "
           f"reconnected {back:.2f}s after the restart")
+
+
+def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
+    """A page whose scripts cannot run (paused, as a frozen tab's are) is
+    still answered for by the browser: the server keeps it and measures its
+    round trip, and once running again the page carries on without a
+    reconnection."""
+    timeout = 1.0
+    server = twistd("--interval", "0.3", "--timeout", str(timeout),
+                    ports=("port", "websocket-port", "status-port"))
+    open_page(page, serve_page(readme_page(server.ports["websocket-port"])))
+    wait_for(lambda: state(page) == "open", 10, "page open")
+
+    def status():
+        return json.load(urlopen(server.url("status-port", "/status.json"), timeout=5))
+
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Debugger.enable")
+    devtools.send("Debugger.pause")
+    before = status()["totals"]
+    time.sleep(4 * timeout)
+    during = status()
+    devtools.send("Debugger.resume")
+    time.sleep(timeout)
+    after = status()
+
+    assert during["totals"]["pings_received"] == before["pings_received"]
+    assert during["totals"]["pings_sent"] >= before["pings_sent"] + 5
+    [row] = during["connections"]
+    assert row["silent_for"] < timeout and row["rtt"] is not None
+    assert after["totals"]["timed_out"] == 0 and after["totals"]["accepted"] == 1
+    assert after["totals"]["pings_received"] > before["pings_received"]
+    assert page.evaluate("states") == [] and state(page) == "open"
 
 
 def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts):
