@@ -98,7 +98,8 @@ export class HeartbeatSocket extends EventTarget {
   /** Send now if the connection is healthy, else after the next one. */
   send(data) {
     if (this.state === "closed") throw new Error("the socket is closed");
-    if (this.state === "open") {
+    // A socket the server is closing would drop the message silently.
+    if (this.state === "open" && this._ws.readyState === OPEN) {
       this._ws.send(data);
     } else if (this._buffer.length >= this.maxBuffered) {
       throw new BufferFullError(`${this._buffer.length} messages already wait`);

@@ -229,6 +229,19 @@ cases.a_full_server_is_not_hammered = () => {
   same(sockets.length, 2, "attempts after half the cap");
 };
 
+// A message sent while the server is closing the socket waits for the
+// next connection instead of being dropped.
+cases.sending_during_a_close_waits_for_the_next_connection = () => {
+  const { socket, clock, sockets, connect } = make();
+  const ws = connect();
+  ws.readyState = 2;  // the server's close frame has arrived
+  socket.send("late");
+  ws.drop(4000, "heartbeat timeout");
+  clock.advance(1);
+  same(connect().sent.slice(1), ["late"], "sent on the next connection");
+  same(ws.sent.length, 1, "sent on the closing one");
+};
+
 // The send buffer is bounded and says so; nothing it accepted is lost.
 cases.the_buffer_is_bounded_and_loud = () => {
   const { socket, connect } = make({ maxBuffered: 2 });
