@@ -2,6 +2,9 @@
 twistd heartbeat's --websocket-port and --status-port.
 """
 
+import re
+from pathlib import Path
+
 import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -65,3 +68,13 @@ def test_web_ports_add_listeners_that_share_the_server():
     assert wsFactory.protocol is BroadcastWebSocketServerProtocol
     assert isinstance(status, StatusService) and status.server is line.factory
     assert isinstance(statusListener, StreamServerEndpointService)
+
+
+def test_readme_commands_parse():
+    """Every twistd command the README shows is accepted as written."""
+    readme = (Path(__file__).parents[1] / "README.rst").read_text()
+    commands = re.findall(r"twistd -n heartbeat( [^\n]*)", readme)
+    assert any("--status-port" in c for c in commands)
+    for command in commands:
+        options = parse(*command.split())
+        assert options["port"] == "tcp:1234"
