@@ -113,10 +113,11 @@ class WebSocketHeartbeat(HeartbeatProtocol):
 
     def heartbeatSettings(self) -> Any:
         """
-        What this connection takes its interval and timeout from when it
-        connects: by default its factory.
+        What this connection takes its C{heartbeatInterval} and
+        C{heartbeatTimeout} from when it connects: by default itself (its
+        class attributes), as with any L{HeartbeatProtocol}.
         """
-        return self.factory  # type: ignore[attr-defined]
+        return self
 
     # Twisted's and Autobahn's side
 
@@ -194,7 +195,10 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         self.sendPing(token)  # type: ignore[attr-defined]
 
     def heartbeatAbort(self) -> None:
-        if self.state == _OPEN:  # type: ignore[attr-defined]
+        # The close frame tells a peer that was only deaf why; Autobahn
+        # aborts the connection if no answer comes within the handshake
+        # timeout, so without that timeout the close cannot be waited for.
+        if self.state == _OPEN and self.closeHandshakeTimeout > 0:  # type: ignore[attr-defined]
             self.sendClose(HEARTBEAT_TIMEOUT, "heartbeat timeout")  # type: ignore[attr-defined]
         else:
             super().heartbeatAbort()
@@ -347,6 +351,9 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
     """
 
     _healthy = False
+
+    def heartbeatSettings(self) -> HeartbeatClientFactory:
+        return self.factory  # type: ignore[no-any-return]
 
     def onOpen(self) -> None:
         self.factory.clientConnectionMade(self)

@@ -11,6 +11,7 @@ from twisted.test import iosim
 from heartbeat import BroadcastServerProtocol, HeartbeatServerFactory
 from heartbeat._websocket import (
     BroadcastWebSocketServerProtocol,
+    _timers_on,
     HeartbeatWebSocketClientFactory,
     HeartbeatWebSocketServerFactory,
     parse_app_heartbeat,
@@ -98,6 +99,55 @@ def test_app_heartbeats_parse_and_others_do_not():
     for other in [b'{"type":"chat"}', b"ping", b"[1]", b"{bad", b'{"t":1}',
                   b'{"type":"ping","pad":"' + b"x" * 300 + b'"}', b"{\xff}"]:
         assert parse_app_heartbeat(other) is None
+
+
+def test_mixin_works_on_plain_autobahn_protocols(clock):
+    """Users' own Autobahn protocols get heartbeats by mixing in: peers that
+    answer stay, one that falls silent gets a close frame at the timeout."""
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    from heartbeat.websocket import WebSocketHeartbeat
+
+    class Server(WebSocketHeartbeat, WebSocketServerProtocol):
+        heartbeatInterval, heartbeatTimeout = 1.0, 3.0
+
+    class Client(WebSocketHeartbeat, WebSocketClientProtocol):
+        heartbeatInterval, heartbeatTimeout = 1.0, 3.0
+
+    serverFactory = WebSocketServerFactory()
+    serverFactory.protocol = Server
+    clientFactory = WebSocketClientFactory("ws://127.0.0.1/")
+    clientFactory.protocol = Client
+    for factory in (serverFactory, clientFactory):
+        factory.clock = clock
+        factory._batched_timer = _timers_on(clock)
+    server, client = serverFactory.buildProtocol(None), clientFactory.buildProtocol(None)
+    pump = iosim.connect(
+        server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
+        clock=clock,
+    )
+    run(clock, pump, 10)
+    assert server.heartbeatRtt is not None and client.heartbeatRtt is not None
+    assert not pump.serverIO.disconnecting
+    mute(pump)
+    run(clock, pump, 2.75)
+    assert not pump.serverIO.disconnecting
+    run(clock, pump, 0.5)
+    assert server.localCloseCode == 4000
+    run(clock, pump, 1.0)
+    assert pump.serverIO.disconnected
+
+
+def test_without_a_close_handshake_timeout_a_dead_peer_is_aborted_at_once(clock):
+    """With Autobahn's closeHandshakeTimeout at 0 nothing would end a close
+    that gets no answer, so the connection is aborted at the timeout."""
+    hub, factory = make_server(clock)
+    factory.setProtocolOptions(closeHandshakeTimeout=0)
+    server, browser, pump = open_browser(clock, factory)
+    mute(pump)
+    run(clock, pump, 3.25)
+    assert pump.serverIO.disconnected and server.localCloseCode is None
+    assert hub.connections == set() and clock.getDelayedCalls() == []
 
 
 def test_open_joins_the_line_server_and_says_hello(clock):
