@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from ._protocol import HeartbeatProtocol
+from ._protocol import HeartbeatProtocol, _peer
 
 PING = b"ping"
 PONG = b"pong"
@@ -118,6 +118,11 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         if self._closingWithError:
             return
         self._closingWithError = True
+        self._heartbeatLog.info(
+            "closing {peer}: {reason}",
+            peer=_peer(self),
+            reason=reason.decode("ascii", "replace"),
+        )
         self.stopHeartbeat()
         self.clearLineBuffer()
         self.setRawMode()

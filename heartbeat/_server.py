@@ -32,12 +32,8 @@ class HeartbeatServerProtocol(HeartbeatLineProtocol):
         factory = self.factory
         self.maxLineLength = factory.maxLineLength
         if not factory.registerConnection(self):
-            self.log.warn(
-                "refused {peer}: server full ({limit} connections)",
-                peer=_peer(self),
-                limit=factory.maxConnections,
-            )
-            # No heartbeat for a refused connection: it only says why.
+            # No heartbeat for a refused connection: it only says why (and
+            # closeWithError logs it).
             self.closeWithError(SERVER_FULL)
             return
         self._registered = True

@@ -76,7 +76,9 @@ def test_n_plus_first_connection_is_refused(clock):
     assert transport.disconnecting
     assert refused not in factory.connections
     assert factory.refused == 1
-    assert any("server full" in e["log_format"] for e in events)
+    assert [e["reason"] for e in events if "closing" in e["log_format"]] == [
+        "server full"
+    ]
     # The served connections are untouched and still answered.
     for protocol, t in served:
         protocol.dataReceived(b"ping x\n")
