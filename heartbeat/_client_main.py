@@ -152,6 +152,7 @@ def _run(reactor, options: Options):
     factory.initialDelay = options["initial-delay"]
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]
+    factory.authToken = options["auth-token"]
     StandardIO(_StdinLines(factory), reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)
     log.info("connecting to {endpoint}", endpoint=options["endpoint"])

@@ -123,3 +123,69 @@ def test_client_defaults_mirror_the_server():
     assert (options["interval"], options["timeout"]) == (25.0, 55.0)
     assert (options["initial-delay"], options["max-delay"]) == (1.0, 30.0)
     assert options["buffer-size"] == 1000
+
+
+def test_hardening_defaults():
+    """Ping flood, slowloris and slow-reader limits are on by default; the
+    server is open (no auth) unless a token file is given."""
+    options = parse(ServerOptions)
+    assert options["min-ping-interval"] == 1.0
+    assert options["line-timeout"] == 30.0
+    assert options["max-write-buffer"] == 1 << 20
+    assert options["auth-token"] is None and options["auth-timeout"] == 5.0
+    assert not options["tcp-keepalive"]
+
+
+def test_min_ping_interval_follows_a_short_interval():
+    """With --interval 0.2 the default ping floor drops to 0.1 s so honest
+    clients at that interval are not refused; an explicit floor at or above
+    the interval is an error."""
+    options = parse(ServerOptions, "--interval", "0.2", "--timeout", "0.6")
+    assert options["min-ping-interval"] == 0.1
+    with pytest.raises(usage.UsageError, match="--min-ping-interval must be less"):
+        parse(ServerOptions, "--interval", "2", "--min-ping-interval", "2")
+    assert parse(ServerOptions, "--min-ping-interval", "0")["min-ping-interval"] is None
+
+
+def test_auth_token_file_is_read_and_stripped(tmp_path):
+    """The token is the file's content without surrounding whitespace."""
+    path = tmp_path / "token"
+    path.write_bytes(b"  s3cret-token \n\n")
+    for options_class, extra in ((ServerOptions, []), (ClientOptions, ["h:1"])):
+        options = parse(options_class, "--auth-token-file", str(path), *extra)
+        assert options["auth-token"] == b"s3cret-token"
+    service = makeService(parse(ServerOptions, "--auth-token-file", str(path)))
+    assert service.factory.authToken == b"s3cret-token"
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n", b"two\nlines"])
+def test_bad_token_file_is_refused(tmp_path, content):
+    """An empty or multi-line token file is refused up front."""
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    with pytest.raises(usage.UsageError, match="--auth-token-file"):
+        parse(ServerOptions, "--auth-token-file", str(path))
+
+
+def test_missing_token_file_is_refused(tmp_path):
+    """A token file that cannot be read names the option and the problem."""
+    with pytest.raises(usage.UsageError, match="cannot read"):
+        parse(ServerOptions, "--auth-token-file", str(tmp_path / "nope"))
+
+
+def test_hardening_options_reach_the_factory():
+    """Each limit given on the command line governs the server."""
+    factory = makeService(
+        parse(
+            ServerOptions,
+            "--min-ping-interval", "0.5", "--line-timeout", "7",
+            "--max-write-buffer", "4096", "--auth-timeout", "2", "--tcp-keepalive",
+        )
+    ).factory
+    assert factory.minPingInterval == 0.5 and factory.lineTimeout == 7.0
+    assert factory.maxWriteBuffer == 4096 and factory.authTimeout == 2.0
+    assert factory.tcpKeepalive
+    unlimited = makeService(
+        parse(ServerOptions, "--line-timeout", "0", "--max-write-buffer", "0")
+    ).factory
+    assert unlimited.lineTimeout is None and unlimited.maxWriteBuffer is None
