@@ -8,8 +8,10 @@ end of its test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -81,11 +83,12 @@ class Server(LoggedProcess):
     from its log) or on a given port (to restart in the same place).
     """
 
-    def __init__(self, *options, port=0):
+    def __init__(self, *options, port=0, description=None):
+        description = description or f"tcp:{port}:interface=127.0.0.1"
         super().__init__(
             TWISTD
             + ["-n", "--pidfile=", "--logfile=-", "heartbeat"]
-            + ["--port", f"tcp:{port}:interface=127.0.0.1"]
+            + ["--port", description]
             + list(options)
         )
         found = wait_for(
@@ -164,3 +167,75 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Controlled:
+    """
+    A helper process driven by command lines on its stdin, answering on its
+    stdout (the fault proxy, the load clients).
+    """
+
+    def __init__(self, argv):
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._buffer = b""
+
+    def readline(self, timeout=30.0) -> str:
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise AssertionError(f"no answer from {self.process.args[1]}")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise AssertionError(f"{self.process.args[1]} exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def command(self, line: str, timeout=30.0) -> str:
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+        return self.readline(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class FaultProxy(Controlled):
+    """
+    tests/faultproxy.py in front of C{target}: freeze, thaw, cut, delay.
+    """
+
+    def __init__(self, target: int):
+        super().__init__([sys.executable, "tests/faultproxy.py", str(target)])
+        self.port = int(self.readline().split()[-1])
+
+    def command(self, line: str, timeout=30.0) -> str:
+        answer = super().command(line, timeout)
+        assert answer == "ok", answer
+        return answer
+
+
+class LoadClients(Controlled):
+    """
+    tests/loadclient.py: COUNT library clients on 127.0.0.1:PORT.
+    """
+
+    def __init__(self, port: int, count: int, *options: str):
+        super().__init__(
+            [sys.executable, "tests/loadclient.py", str(port), str(count)]
+            + list(options)
+        )
+        assert self.readline() == "ready"
+
+    def report(self) -> list:
+        return json.loads(self.command("report"))
