@@ -88,15 +88,22 @@ def client_behind_proxy(server, cleanup, *commands):
     return proxy, client
 
 
+def seconds_until_silent(proxy, watcher):
+    """
+    Freeze the path and time how long C{watcher} takes to log the silence.
+    """
+    frozen = time.monotonic()
+    proxy.command("freeze")
+    wait_log(watcher, "silent for", timeout=5)
+    return time.monotonic() - frozen
+
+
 def test_server_drops_a_client_behind_a_frozen_path(server, cleanup, figure):
     """A live client whose path freezes (no FIN, no RST) is closed by the
     server within the timeout."""
     proxy, client = client_behind_proxy(server, cleanup)
     echo(client, "hello")
-    frozen = time.monotonic()
-    proxy.command("freeze")
-    wait_log(server, "silent for", timeout=5)
-    elapsed = time.monotonic() - frozen
+    elapsed = seconds_until_silent(proxy, server)
     assert TIMEOUT - INTERVAL - 0.05 <= elapsed <= TIMEOUT + 0.5
     figure("server drops a frozen client, seconds after the freeze", elapsed, "s")
 
@@ -108,10 +115,7 @@ def test_client_detects_a_frozen_server_and_returns_after_thaw(
     talking again soon after the path thaws."""
     proxy, client = client_behind_proxy(server, cleanup)
     echo(client, "before")
-    frozen = time.monotonic()
-    proxy.command("freeze")
-    wait_log(client, "silent for", timeout=5)
-    detected = time.monotonic() - frozen
+    detected = seconds_until_silent(proxy, client)
     assert detected <= TIMEOUT + 0.5
     time.sleep(1.0)
     thawed = time.monotonic()
