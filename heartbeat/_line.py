@@ -93,9 +93,9 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
 
     def connectionMade(self) -> None:
         if self.maxWriteBuffer is not None:
-            # As a streaming producer we hear when the transport's buffer
-            # passes its bufferSize, and when it has drained.
-            self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+            self.transport.registerProducer(  # type: ignore[union-attr]
+                _WriteBacklog(self), True
+            )
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -174,18 +174,6 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         self.stopHeartbeat()
         self.transport.abortConnection()  # type: ignore[union-attr]
 
-    # IPushProducer, registered when maxWriteBuffer is set
-
-    def pauseProducing(self) -> None:
-        if self._unsentSincePause is None:
-            self._unsentSincePause = 0
-
-    def resumeProducing(self) -> None:
-        self._unsentSincePause = None
-
-    def stopProducing(self) -> None:
-        pass
-
     def sendHeartbeatPing(self, token: bytes) -> None:
         self.sendLine(heartbeat_line(PING, token))
 
@@ -237,3 +225,27 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
                 self._lingerCall.cancel()
             self._lingerCall = None
         super().connectionLost(reason)
+
+
+class _WriteBacklog:
+    """
+    Registered as the transport's streaming producer, it hears when the
+    transport's buffer passes its C{bufferSize} and when it has drained:
+    the public way to know a peer is not reading.  (The protocol itself is
+    not registered: LineReceiver's own pauseProducing pauses reading.)
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: HeartbeatLineProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        if self.protocol._unsentSincePause is None:
+            self.protocol._unsentSincePause = 0
+
+    def resumeProducing(self) -> None:
+        self.protocol._unsentSincePause = None
+
+    def stopProducing(self) -> None:
+        pass

@@ -70,8 +70,8 @@ def test_slow_reader_is_dropped_past_the_write_cap(clock):
     """A peer that stops reading is dropped once maxWriteBuffer bytes wait;
     until then nothing is lost."""
     factory, (protocol, transport) = make(clock, maxWriteBuffer=10_000)
-    assert transport.producer is protocol and transport.streaming
-    protocol.pauseProducing()  # the transport's buffer is full
+    assert transport.streaming
+    transport.producer.pauseProducing()  # the transport's buffer is full
     with capturedLogs() as events:
         for _ in range(100):  # exactly the cap: kept
             protocol.sendMessage(b"x" * 99)
@@ -87,10 +87,10 @@ def test_reader_that_catches_up_is_kept(clock):
     """Pauses that drain in time never count against a peer."""
     factory, (protocol, transport) = make(clock, maxWriteBuffer=10_000)
     for _ in range(50):
-        protocol.pauseProducing()
+        transport.producer.pauseProducing()
         for _ in range(50):
             protocol.sendMessage(b"y" * 99)
-        protocol.resumeProducing()
+        transport.producer.resumeProducing()
     assert not transport.disconnecting
 
 
@@ -104,7 +104,7 @@ def test_broadcast_to_a_slow_reader_spares_everyone_else(clock):
     writer, tw = connect(factory, HalfCloseTransport())
     fast, tf = connect(factory, HalfCloseTransport())
     slow, ts = connect(factory, HalfCloseTransport())
-    slow.pauseProducing()
+    ts.producer.pauseProducing()
     for n in range(100):
         writer.dataReceived(b"line %03d %s\n" % (n, b"z" * 90))
     assert ts.disconnected
@@ -276,3 +276,14 @@ def test_keepalive_skips_non_tcp_sockets():
     finally:
         a.close()
         b.close()
+
+
+def test_write_cap_leaves_line_receiver_flow_control_alone(clock):
+    """The protocol's own pauseProducing still pauses line delivery, as
+    LineReceiver's does, with the write cap on."""
+    factory, (protocol, transport) = make(clock, maxWriteBuffer=10_000)
+    protocol.pauseProducing()
+    protocol.dataReceived(b"one\ntwo\n")
+    assert transport.value() == b""
+    protocol.resumeProducing()
+    assert transport.value() == b"one\ntwo\n"
