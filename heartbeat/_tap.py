@@ -10,7 +10,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ._options import HeartbeatOptions, positive_int
+from ._options import (
+    HeartbeatOptions,
+    positive_float,
+    positive_int,
+    seconds_or_none,
+)
 from ._server import BroadcastServerProtocol, HeartbeatServerProtocol
 from ._webtap import WebOptions, server_factory_class, with_web_services
 
@@ -42,6 +47,13 @@ class Options(WebOptions, HeartbeatOptions):
             "Relay each application line to every other connection "
             "instead of echoing it back.",
         ],
+        [
+            "tcp-keepalive",
+            None,
+            "Also turn on kernel TCP keepalive (probes after --interval of "
+            "idleness) and, on Linux, TCP_USER_TIMEOUT (--timeout), so "
+            "writes to a vanished peer fail in bounded time.",
+        ],
     ]
     optParameters = [
         [
@@ -59,11 +71,57 @@ class Options(WebOptions, HeartbeatOptions):
             "Serve at most this many connections; the next is told "
             "'error server full' and closed.",
         ],
+        [
+            "min-ping-interval",
+            None,
+            None,
+            "Pings from a peer closer together than this many seconds earn "
+            "strikes; more than 2 get 'error too many pings' and a close "
+            "(0: any rate). [default: 1, or half of --interval if smaller]",
+        ],
+        [
+            "line-timeout",
+            None,
+            "30",
+            "Close a connection whose line is still unfinished this many "
+            "seconds after its first byte (0: no limit but the length).",
+        ],
+        [
+            "max-write-buffer",
+            None,
+            "1048576",
+            "Bytes that may wait unsent to a peer that does not read; past "
+            "that it is dropped (0: no cap).",
+        ],
+        [
+            "auth-timeout",
+            None,
+            "5",
+            "Seconds a connection has to send its auth line when "
+            "--auth-token-file is given.",
+        ],
     ]
 
     def postOptions(self) -> None:
         super().postOptions()
         self["max-connections"] = positive_int(self, "max-connections")
+        interval = self["interval"]
+        if self["min-ping-interval"] is None:
+            self["min-ping-interval"] = min(1.0, interval / 2) if interval else 1.0
+        else:
+            self["min-ping-interval"] = seconds_or_none(self, "min-ping-interval")
+            if interval and (self["min-ping-interval"] or 0) >= interval:
+                raise usage.UsageError(
+                    "--min-ping-interval must be less than --interval: clients "
+                    "pinging at the configured interval would be refused"
+                )
+        self["line-timeout"] = seconds_or_none(self, "line-timeout")
+        self["max-write-buffer"] = (
+            None
+            if self["max-write-buffer"] == "0"
+            else positive_int(self, "max-write-buffer")
+        )
+        self["auth-timeout"] = positive_float(self, "auth-timeout")
         self["port"] = description = server_description(self["port"])
         from twisted.internet import reactor
 
@@ -83,13 +141,20 @@ def makeService(options: Options) -> IService:
         heartbeatTimeout=options["timeout"],
         maxLineLength=options["max-line-length"],
         maxConnections=options["max-connections"],
+        minPingInterval=options["min-ping-interval"],
+        lineTimeout=options["line-timeout"],
+        maxWriteBuffer=options["max-write-buffer"],
+        authToken=options["auth-token"],
+        authTimeout=options["auth-timeout"],
+        tcpKeepalive=options["tcp-keepalive"],
     )
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol
     )
     log.info(
         "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
-        "max {maxConnections} connections, {mode}",
+        "max {maxConnections} connections, {mode}, {auth}",
+        auth="auth required" if options["auth-token"] else "open (no auth)",
         port=options["port"],
         interval=options["interval"],
         timeout=options["timeout"],
