@@ -9,16 +9,16 @@ from urllib.request import urlopen
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .server_process import HeartbeatServer, LineClient, wait_for
+from .processes import wait_for
+from .webserver import AnsweringPeer, WebServer
 
 
 @pytest.fixture
-def server(tmp_path):
-    server = HeartbeatServer(
-        tmp_path / "twistd.log",
+def server():
+    server = WebServer(
         "--interval", "0.3", "--timeout", "1.0", "--max-connections", "1",
         ports=("port", "status-port"),
-    ).start()
+    )
     yield server
     server.stop()
 
@@ -41,26 +41,26 @@ def test_counters_move_as_peers_act(server):
     port = server.ports["port"]
     assert value(server, "heartbeat_connections_open", transport="line") == 0
 
-    peer = LineClient(port, answering=False)
+    peer = AnsweringPeer(port, answering=False)
     peer.send(b"ping a")
-    wait_for(lambda: value(server, "heartbeat_pings_received_total") == 1, 5, "ping counted")
+    wait_for(lambda: value(server, "heartbeat_pings_received_total") == 1, 5, what="ping counted")
     assert value(server, "heartbeat_connections_open", transport="line") == 1
     assert value(server, "heartbeat_connections_accepted_total") == 1
 
-    refused = LineClient(port)
-    wait_for(lambda: refused.closed, 5, "second connection refused")
+    refused = AnsweringPeer(port)
+    wait_for(lambda: refused.closed, 5, what="second connection refused")
     assert refused.lines == [b"error server full"]
     assert value(server, "heartbeat_connections_refused_total") == 1
 
     # Silent: pinged after the interval, dropped after the timeout.
-    wait_for(lambda: value(server, "heartbeat_pings_sent_total") >= 1, 5, "server pings")
-    wait_for(lambda: peer.closed, 5, "silent peer dropped")
+    wait_for(lambda: value(server, "heartbeat_pings_sent_total") >= 1, 5, what="server pings")
+    wait_for(lambda: peer.closed, 5, what="silent peer dropped")
     assert value(server, "heartbeat_timeouts_total") == 1
     assert value(server, "heartbeat_connections_open", transport="line") == 0
 
     # Back at once from the same address, answering pings this time.
-    again = LineClient(port)
-    wait_for(lambda: value(server, "heartbeat_rtt_seconds_count") >= 1, 5, "a round trip")
+    again = AnsweringPeer(port)
+    wait_for(lambda: value(server, "heartbeat_rtt_seconds_count") >= 1, 5, what="a round trip")
     assert value(server, "heartbeat_reconnects_total") == 1
     assert value(server, "heartbeat_rtt_seconds_bucket", le="+Inf") >= 1
 

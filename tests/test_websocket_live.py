@@ -3,10 +3,6 @@ The Python WebSocket client against a real server on loopback, which the
 test kills and restarts.
 """
 
-import os
-import shutil
-import tempfile
-
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -18,7 +14,7 @@ from heartbeat.websocket import (
     HeartbeatWebSocketClientProtocol,
 )
 
-from .server_process import HeartbeatServer
+from .webserver import WebServer
 
 
 class Recorder(HeartbeatWebSocketClientProtocol):
@@ -39,13 +35,9 @@ class LiveClientTests(TestCase):
     timeout = 60
 
     def setUp(self):
-        logs = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, logs)
-        self.server = HeartbeatServer(
-            os.path.join(logs, "twistd.log"), "--interval", "0.5", "--timeout", "1.5",
-            ports=("port", "websocket-port"),
-        ).start()
-        self.addCleanup(self.server.stop)
+        self.server = WebServer(
+            "--interval", "0.5", "--timeout", "1.5", ports=("port", "websocket-port"))
+        self.addCleanup(lambda: self.server.stop())
 
     @inlineCallbacks
     def test_reconnects_and_delivers_what_was_sent_meanwhile(self):
@@ -69,7 +61,7 @@ class LiveClientTests(TestCase):
         yield until(lambda: factory.connectedProtocol is None, 5, "loss noticed")
         for n in range(3):
             factory.sendMessage(b"meanwhile %d" % n)
-        self.server.start()
+        self.server = self.server.restart()
         second = yield reconnected
         self.assertIsNot(second, first)
         yield until(lambda: len(factory.received) == 4, 5, "buffered echoes")

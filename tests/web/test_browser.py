@@ -15,7 +15,8 @@ import pytest
 
 from urllib.request import urlopen
 
-from ..server_process import HeartbeatServer, LineClient, wait_for
+from ..processes import wait_for
+from ..webserver import AnsweringPeer, WebServer
 
 README = Path(__file__).parents[2] / "README.rst"
 
@@ -63,14 +64,19 @@ def serve_page():
 
 
 @pytest.fixture
-def twistd(tmp_path):
+def twistd():
+    """Start servers that are stopped after the test, restarts included."""
     servers = []
 
     def start(*options, ports):
-        server = HeartbeatServer(tmp_path / "twistd.log", *options, ports=ports)
-        servers.append(server)
-        return server.start()
+        servers.append(WebServer(*options, ports=ports))
+        return servers[-1]
 
+    def restart(server):
+        servers.append(server.restart())
+        return servers[-1]
+
+    start.restart = restart
     yield start
     for server in servers:
         server.stop()
@@ -90,6 +96,13 @@ def open_page(page, url):
     return console
 
 
+def logged(page, console, line):
+    """Whether the page has logged C{line}; asking the page lets Playwright
+    deliver the console events waiting for it."""
+    page.title()
+    return line in console
+
+
 def state(page):
     """What the README page shows: its state, in its title."""
     return page.title()
@@ -103,23 +116,24 @@ def test_page_survives_a_dead_server(page, twistd, serve_page):
     server = twistd("--interval", "0.5", "--timeout", str(timeout),
                     ports=("port", "websocket-port"))
     console = open_page(page, serve_page(readme_page(server.ports["websocket-port"])))
-    wait_for(lambda: state(page) == "open", 10, "page open")
-    wait_for(lambda: "got hello" in console, 5, "echo of the first message")
+    wait_for(lambda: state(page) == "open", 10, what="page open")
+    wait_for(lambda: logged(page, console, "got hello"), 5, what="the first echo")
 
     server.pause()
-    paused = page.evaluate("performance.now()")
+    paused = page.evaluate("states.length = 0; performance.now()")
     wait_for(lambda: state(page) in ("reconnecting", "closed"), timeout + 5,
-             "dead server noticed")
+             what="dead server noticed")
     # Measured in the page, so that the test's polling does not count.
-    noticed = (page.evaluate("states.at(-1)[1]") - paused) / 1000
+    noticed = (page.evaluate("states[0][1]") - paused) / 1000
     assert noticed < timeout + 0.5
     page.evaluate("for (let i = 0; i < 5; i++) socket.send('m' + i)")
     assert state(page) != "open"
 
-    server.kill()
-    server.start()
-    _, back = wait_for(lambda: state(page) == "open", 30 + timeout + 5, "page back")
-    wait_for(lambda: "got m4" in console, 5, "buffered messages echoed")
+    server = twistd.restart(server)
+    restarted = time.monotonic()
+    wait_for(lambda: state(page) == "open", 30 + timeout + 5, what="page back")
+    back = time.monotonic() - restarted
+    wait_for(lambda: logged(page, console, "got m4"), 5, what="the buffered echoes")
     got = [line for line in console if line.startswith("got ")]
     assert got == ["got hello"] + [f"got m{i}" for i in range(5)]
     states = [s for s, _ in page.evaluate("states")]
@@ -137,11 +151,12 @@ def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
     server = twistd("--interval", "0.3", "--timeout", str(timeout),
                     ports=("port", "websocket-port", "status-port"))
     open_page(page, serve_page(readme_page(server.ports["websocket-port"])))
-    wait_for(lambda: state(page) == "open", 10, "page open")
+    wait_for(lambda: state(page) == "open", 10, what="page open")
 
     def status():
         return json.load(urlopen(server.url("status-port", "/status.json"), timeout=5))
 
+    page.evaluate("states.length = 0")
     devtools = page.context.new_cdp_session(page)
     devtools.send("Debugger.enable")
     devtools.send("Debugger.pause")
@@ -166,7 +181,7 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     round trips, and its chart draws; a screenshot is kept."""
     server = twistd("--interval", "0.5", "--timeout", "1.5",
                     ports=("port", "websocket-port", "status-port"))
-    peers = [LineClient(server.ports["port"]) for _ in range(3)]
+    peers = [AnsweringPeer(server.ports["port"]) for _ in range(3)]
     url = serve_page(readme_page(server.ports["websocket-port"]))
     pages = [browser.new_page() for _ in range(2)]
     for other in pages:
@@ -180,7 +195,7 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
         if len(cells) == 5 and all(r[5] != "–" for r in cells):
             return cells
 
-    table, _ = wait_for(rows, 10, "five connections with round trips")
+    table = wait_for(rows, 10, what="five connections with round trips")
     assert sorted(r[1] for r in table) == ["line"] * 3 + ["websocket"] * 2
     line_ports = {"127.0.0.1:%d" % p.sock.getsockname()[1] for p in peers}
     assert {r[2] for r in table if r[1] == "line"} == line_ports
@@ -192,7 +207,7 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
             "#chart polyline", "lines => lines.map(l => l.getAttribute('points'))")
         return all(len(p.split()) >= 3 for p in points) and len(points) == 2
 
-    wait_for(drawn, 10, "chart drawn with three samples")
+    wait_for(drawn, 10, what="chart drawn with three samples")
     time.sleep(0.3)
     page.screenshot(path=str(artifacts / "status-page.png"), full_page=True)
     for other in pages:
