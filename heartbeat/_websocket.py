@@ -12,6 +12,7 @@ the server is alive.
 
 from __future__ import annotations
 
+import hmac
 import json
 import random as _random
 from types import SimpleNamespace
@@ -25,19 +26,22 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from ._assets import Asset
-from ._client import SERVER_FULL, HeartbeatClientFactory
+from ._client import HeartbeatClientFactory
+from ._line import AUTH, SERVER_FULL, UNAUTHORIZED
 from ._protocol import HeartbeatProtocol, _peer
 from ._server import CountedByServer, HeartbeatServerFactory
+from ._tcp import enable_tcp_keepalive
 
 # Close codes, in the range RFC 6455 leaves to applications.
 HEARTBEAT_TIMEOUT = 4000
+UNAUTHORIZED_CODE = 4001
 INVALID_MESSAGE = 4007
 TRY_AGAIN_LATER = 4013
 
@@ -215,12 +219,15 @@ class HeartbeatWebSocketServerProtocol(
 
     A message is an application line: one with a newline is refused with a
     close (L{INVALID_MESSAGE}), as it could not be relayed to line peers.
+    When the server requires C{auth <token>}, it is the first message, and
+    the connection joins the server only then (else L{UNAUTHORIZED_CODE}).
     Each page learns the server's timing from C{{"type":"hello",…}} when it
     opens, and gets a JSON ping along with each ping frame.
     """
 
     _log = Logger()
     _registered = False
+    _authCall: Optional[IDelayedCall] = None
 
     @property
     def heartbeatServer(self) -> HeartbeatServerFactory:
@@ -231,22 +238,55 @@ class HeartbeatWebSocketServerProtocol(
 
     def onOpen(self) -> None:
         server = self.heartbeatServer
-        if not server.registerConnection(self):
-            self._log.warn(
-                "refused {peer}: server full ({limit} connections)",
-                peer=_peer(self),
-                limit=server.maxConnections,
+        self.sendControlMessage(
+            "hello", interval=self.heartbeatInterval, timeout=self.heartbeatTimeout
+        )
+        if server.tcpKeepalive:
+            enable_tcp_keepalive(
+                self.transport, server.heartbeatInterval, server.heartbeatTimeout
             )
+        if server.authToken is None:
+            self._admit()
+        else:
+            # Joined only once authenticated: no broadcast reaches a stranger.
+            self._authCall = server.clock.callLater(server.authTimeout, self._authExpired)
+
+    def _admit(self) -> None:
+        if not self.heartbeatServer.registerConnection(self):
+            # The server logs refusals, a few at a time.
             self.stopHeartbeat()
             self.sendClose(TRY_AGAIN_LATER, SERVER_FULL.decode())
             return
         self._registered = True
         self._log.info("{peer} connected (WebSocket)", peer=_peer(self))
-        self.sendControlMessage(
-            "hello", interval=self.heartbeatInterval, timeout=self.heartbeatTimeout
-        )
+
+    def _authenticate(self, payload: bytes) -> None:
+        self._cancelAuth()
+        prefix = AUTH + b" "
+        token = self.heartbeatServer.authToken
+        if payload.startswith(prefix) and hmac.compare_digest(payload[len(prefix) :], token):
+            self._admit()
+        else:
+            self._unauthorized("{peer} did not authenticate")
+
+    def _authExpired(self) -> None:
+        self._authCall = None
+        self._unauthorized("{peer} sent no auth message in time")
+
+    def _unauthorized(self, message: str) -> None:
+        self._log.warn(message, peer=_peer(self))
+        self.stopHeartbeat()
+        self.sendClose(UNAUTHORIZED_CODE, UNAUTHORIZED.decode())
+
+    def _cancelAuth(self) -> None:
+        call, self._authCall = self._authCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._authCall is not None:
+            self._authenticate(payload)
+            return
         if b"\n" in payload:
             self._log.info("{peer} sent a message with a newline", peer=_peer(self))
             self.sendClose(INVALID_MESSAGE, "a message must not contain a newline")
@@ -254,6 +294,7 @@ class HeartbeatWebSocketServerProtocol(
         super().onMessage(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self._cancelAuth()
         if self._registered:
             self._registered = False
             self.heartbeatServer.unregisterConnection(self)
@@ -356,7 +397,10 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         return self.factory  # type: ignore[no-any-return]
 
     def onOpen(self) -> None:
-        self.factory.clientConnectionMade(self)
+        factory = self.factory
+        factory.clientConnectionMade(self)
+        if factory.authToken is not None:
+            self.sendMessage(AUTH + b" " + factory.authToken)
         self.heartbeatPing()
 
     def onPing(self, payload: bytes) -> None:

@@ -306,6 +306,54 @@ def test_full_server_refuses_a_page_with_4013(clock):
     assert transport.value() == b"pong x\n"
 
 
+def test_a_page_joins_only_once_authenticated(clock):
+    """With an auth token, a page must send 'auth <token>' first: until then
+    it hears no broadcast, and a wrong first message closes it with 4001."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol,
+                               authToken=b"s3cret")
+    hub.protocol = BroadcastServerProtocol
+    line, _ = connect(hub)
+    line.dataReceived(b"auth s3cret\n")
+    stranger, strangerBrowser, strangerPump = open_browser(clock, factory)
+    member, memberBrowser, memberPump = open_browser(clock, factory)
+    line.dataReceived(b"too early\n")
+    memberBrowser.sendMessage(b"auth s3cret")
+    strangerBrowser.sendMessage(b"auth guess")
+    memberPump.flush()
+    strangerPump.flush()
+    line.dataReceived(b"news\n")
+    memberPump.flush()
+    strangerPump.flush()
+    assert memberBrowser.app() == ["news"]
+    assert strangerBrowser.closed == (4001, "unauthorized")
+    assert strangerBrowser.app() == []
+    assert hub.connections == {line, member}
+
+
+def test_a_page_that_never_authenticates_is_closed(clock):
+    """No auth message within the auth timeout: closed with 4001."""
+    hub, factory = make_server(clock, authToken=b"s3cret", authTimeout=2.0)
+    server, browser, pump = open_browser(clock, factory)
+    browser.answering = False  # a JSON pong would be a first message too
+    run(clock, pump, 1.75)
+    assert browser.closed is None
+    run(clock, pump, 0.5)
+    assert browser.closed == (4001, "unauthorized")
+    assert clock.getDelayedCalls() == []
+
+
+def test_kernel_keepalive_covers_pages_too(clock, monkeypatch):
+    """--tcp-keepalive applies to WebSocket connections, with the same timing."""
+    import heartbeat._websocket
+
+    calls = []
+    monkeypatch.setattr(heartbeat._websocket, "enable_tcp_keepalive",
+                        lambda transport, interval, timeout: calls.append((interval, timeout)))
+    hub, factory = make_server(clock, tcpKeepalive=True)
+    open_browser(clock, factory)
+    assert calls == [(1.0, 3.0)]
+
+
 # The reconnecting Python client
 
 
@@ -382,6 +430,27 @@ def test_client_backs_off_and_resets_like_the_line_client(clock):
     server.transport.loseConnection()
     pump.flush()
     assert next_delay(clock) == 1
+
+
+def test_client_authenticates_first_and_gives_up_if_refused(clock):
+    """The client's auth token opens the connection; a wrong one makes it
+    stop for good with ServerRefused, as the line client does."""
+    from heartbeat import ServerRefused
+
+    hub, factory, endpoint = make_client(
+        clock, hub_kwargs={"authToken": b"s3cret"}, authToken=b"s3cret")
+    client, server, pump = endpoint.accept()
+    assert hub.connections == {server}
+    factory.stopTrying()
+    pump.flush()
+    hub, factory, endpoint = make_client(
+        clock, hub_kwargs={"authToken": b"s3cret"}, authToken=b"wrong")
+    stopped = factory.whenStopped()
+    client, server, pump = endpoint.accept()
+    pump.flush()
+    assert stopped.called and stopped.result.check(ServerRefused)
+    stopped.addErrback(lambda failure: None)
+    assert not factory.continueTrying
 
 
 def test_client_waits_long_when_the_server_is_full(clock):

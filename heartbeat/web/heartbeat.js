@@ -22,6 +22,7 @@ const EPSILON = 0.001;
 const LATE = 0.05;
 const CONTROL = new Set(["ping", "pong", "hello"]);
 const HEARTBEAT_TIMEOUT = 4000;
+const UNAUTHORIZED = 4001;
 const TRY_AGAIN_LATER = 4013;
 
 const browserClock = {
@@ -61,7 +62,9 @@ function parseControl(data) {
  *
  * Options: interval and timeout (by default the server's, from its hello;
  * 25 and 55 until then), initialDelay (1), maxDelay (30), maxBuffered
- * (1000), protocols; for tests, WebSocket, clock and random.
+ * (1000), protocols, authToken (sent first, as "auth <token>", for a server
+ * that requires it; refused, the socket closes for good); for tests,
+ * WebSocket, clock and random.
  */
 export class HeartbeatSocket extends EventTarget {
   constructor(url, options = {}) {
@@ -134,11 +137,16 @@ export class HeartbeatSocket extends EventTarget {
     ws.binaryType = "arraybuffer";
     ws.onmessage = (event) => ws === this._ws && this._received(event.data);
     ws.onclose = (event) => ws === this._ws && this._lost(event.code, event.reason, event.wasClean);
-    ws.onopen = () => ws === this._ws && this.ping();
+    ws.onopen = () => ws === this._ws && this._opened();
     this._ws = ws;
     this._lastHeard = this._clock.now();
     this._pingSentAt = null;
     this._arm();
+  }
+
+  _opened() {
+    if (this._options.authToken != null) this._ws.send(`auth ${this._options.authToken}`);
+    this.ping();
   }
 
   _received(data) {
@@ -174,6 +182,11 @@ export class HeartbeatSocket extends EventTarget {
     this._cancelTimer();
     this.dispatchEvent(new CloseEvent("close", { code, reason, wasClean }));
     if (this.state === "closed") return;
+    // Refused for good: trying again would not help.
+    if (code === UNAUTHORIZED) {
+      this.close();
+      return;
+    }
     // A full server needs time, not a crowd: wait half to all of the cap.
     const delay = code === TRY_AGAIN_LATER
       ? this.maxDelay * (0.5 + 0.5 * this._random())

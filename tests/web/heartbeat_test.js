@@ -242,6 +242,17 @@ cases.sending_during_a_close_waits_for_the_next_connection = () => {
   same(ws.sent.length, 1, "sent on the closing one");
 };
 
+// The auth token goes first on every connection; a refusal is final.
+cases.authenticates_first_and_stops_when_refused = () => {
+  const { socket, clock, sockets } = make({ authToken: "s3cret" });
+  sockets[0].open();
+  same(sockets[0].sent, ["auth s3cret", '{"type":"ping","t":1}'], "sent on open");
+  sockets[0].drop(4001, "unauthorized");
+  same(socket.state, "closed", "state");
+  clock.advance(100);
+  same(sockets.length, 1, "attempts");
+};
+
 // The send buffer is bounded and says so; nothing it accepted is lost.
 cases.the_buffer_is_bounded_and_loud = () => {
   const { socket, connect } = make({ maxBuffered: 2 });
