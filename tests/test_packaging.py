@@ -24,6 +24,9 @@ def test_installed_package_provides_plugin_and_command(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/heartbeat_plugin.py" in names
     assert "heartbeat/py.typed" in names
+    # The browser files, served from the package by the web ports.
+    for name in ("heartbeat.js", "status.html", "status.js"):
+        assert f"heartbeat/web/{name}" in names
     # An __init__.py here would shadow the real twisted package.
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
