@@ -221,8 +221,8 @@ class HeartbeatWebSocketServerProtocol(
     close (L{INVALID_MESSAGE}), as it could not be relayed to line peers.
     When the server requires C{auth <token>}, it is the first message, and
     the connection joins the server only then (else L{UNAUTHORIZED_CODE}).
-    Each page learns the server's timing from C{{"type":"hello",…}} when it
-    opens, and gets a JSON ping along with each ping frame.
+    Each page learns the server's timing from C{{"type":"hello",…}} once
+    it is admitted, and gets a JSON ping along with each ping frame.
     """
 
     _log = Logger()
@@ -238,9 +238,6 @@ class HeartbeatWebSocketServerProtocol(
 
     def onOpen(self) -> None:
         server = self.heartbeatServer
-        self.sendControlMessage(
-            "hello", interval=self.heartbeatInterval, timeout=self.heartbeatTimeout
-        )
         if server.tcpKeepalive:
             enable_tcp_keepalive(
                 self.transport, server.heartbeatInterval, server.heartbeatTimeout
@@ -259,6 +256,11 @@ class HeartbeatWebSocketServerProtocol(
             return
         self._registered = True
         self._log.info("{peer} connected (WebSocket)", peer=_peer(self))
+        # Only now: a page takes any message as proof that it is served,
+        # and sends what it kept for the next connection.
+        self.sendControlMessage(
+            "hello", interval=self.heartbeatInterval, timeout=self.heartbeatTimeout
+        )
 
     def _authenticate(self, payload: bytes) -> None:
         self._cancelAuth()

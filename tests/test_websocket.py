@@ -301,6 +301,8 @@ def test_full_server_refuses_a_page_with_4013(clock):
     line, transport = connect(hub)
     server, browser, pump = open_browser(clock, factory)
     assert browser.closed == (4013, "server full")
+    # Nothing before the close, which a page would take for being served.
+    assert browser.messages == []
     assert hub.refused == 1 and hub.connections == {line}
     line.dataReceived(b"ping x\n")
     assert transport.value() == b"pong x\n"
@@ -326,7 +328,7 @@ def test_a_page_joins_only_once_authenticated(clock):
     strangerPump.flush()
     assert memberBrowser.app() == ["news"]
     assert strangerBrowser.closed == (4001, "unauthorized")
-    assert strangerBrowser.app() == []
+    assert strangerBrowser.messages == []
     assert hub.connections == {line, member}
 
 
