@@ -66,6 +66,16 @@ class WebOptions(usage.Options):
                 raise usage.UsageError(
                     f"--{name} {description!r} is not a server endpoint: {e}"
                 )
+            for other in ("port", "websocket-port"):
+                if other != name and self[other] and _same_port(description, self[other]):
+                    raise usage.UsageError(f"--{name} must differ from --{other}")
+
+
+def _same_port(description: str, other: str) -> bool:
+    # Port 0 asks for any free port: those never clash.
+    from ._tap import server_description
+
+    return description == server_description(other) and description.split(":")[1:2] != ["0"]
 
 
 def _reactor():

@@ -37,6 +37,16 @@ def test_bad_endpoint_is_one_line_naming_the_option(name):
         parse(f"--{name}", "nonsense:1")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "8080", "--websocket-port", "tcp:8080"], "--websocket-port must differ from --port"),
+    (["--websocket-port", "8080", "--status-port", "8080"], "--status-port must differ from --websocket-port"),
+])
+def test_one_port_cannot_serve_two_listeners(argv, message):
+    """Two listeners on one port are refused up front, not at listen time."""
+    with pytest.raises(usage.UsageError, match=f"^{message}$"):
+        parse(*argv)
+
+
 def test_missing_extra_says_what_to_install(monkeypatch):
     """Without Autobahn, --websocket-port says which extra to install."""
     def missing(name):
