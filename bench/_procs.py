@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from ._report import cpu_seconds, rss_bytes
 
@@ -37,6 +37,8 @@ class Server:
     """
     One server under test: a baseline (C{floor}, C{reset}, C{sweep},
     C{wheel}) or the real C{heartbeat} twistd plugin, on 127.0.0.1.
+
+    @ivar options: more command-line options, for C{heartbeat} only.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Server:
         timeout: float = 55.0,
         workers: int = 1,
         logdir: str = "/tmp",
+        options: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.port = port
@@ -54,6 +57,7 @@ class Server:
         self.timeout = timeout
         self.workers = workers
         self.logdir = logdir
+        self.options = list(options)
         self.process: Optional[subprocess.Popen] = None
 
     def command(self) -> List[str]:
@@ -71,7 +75,7 @@ class Server:
                    "--max-connections", "20000"]
         if self.workers != 1:
             command += ["--workers", str(self.workers)]
-        return command
+        return command + self.options
 
     def start(self, wait: float = 20.0) -> float:
         """

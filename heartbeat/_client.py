@@ -17,11 +17,8 @@ from twisted.python.failure import Failure
 
 from ._backoff import backoff_delay
 from ._connector import EndpointConnector
-from ._line import ERROR, HeartbeatLineProtocol
+from ._line import AUTH, ERROR, SERVER_FULL, UNAUTHORIZED, HeartbeatLineProtocol
 from ._protocol import _default_clock, _peer
-
-UNAUTHORIZED = b"unauthorized"
-SERVER_FULL = b"server full"
 
 
 class ServerRefused(Exception):
@@ -67,6 +64,8 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         self.maxLineLength = factory.maxLineLength
         super().connectionMade()
         factory.clientConnectionMade(self)
+        if factory.authToken is not None:
+            self.sendLine(AUTH + b" " + factory.authToken)
         self.heartbeatPing()
 
     def lineReceived(self, line: bytes) -> None:
@@ -107,6 +106,8 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         disconnected; one more raises L{BufferFull}.
     @ivar fullJitter: C{False} waits the whole cap each time (for tests
         that compare a crowd's return with and without jitter).
+    @ivar authToken: sent as C{auth <token>}, the first line of every
+        connection, for a server that requires it.
     """
 
     protocol = HeartbeatClientProtocol
@@ -121,6 +122,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     heartbeatInterval: Optional[float] = 25.0
     heartbeatTimeout: Optional[float] = 55.0
     maxLineLength = 65536
+    authToken: Optional[bytes] = None
 
     def __init__(
         self,
@@ -181,7 +183,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
             raise ValueError("an application line must not contain b'\\n'")
         protocol = self.connectedProtocol
         if protocol is not None:
-            protocol.sendLine(line)
+            protocol.sendMessage(line)
         elif not self.continueTrying:
             raise ClientStopped("the client has stopped trying to connect")
         elif len(self._buffer) >= self.maxBufferedMessages:
@@ -253,7 +255,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
                 "sending {count} buffered messages", count=len(buffered)
             )
         for line in buffered:
-            protocol.sendLine(line)
+            protocol.sendMessage(line)
         waiters, self._connectedWaiters = self._connectedWaiters, []
         for waiter in waiters:
             waiter.callback(protocol)

@@ -46,7 +46,7 @@ def client_description(target: str) -> str:
 
 
 class Options(HeartbeatOptions):
-    synopsis = "[options] ENDPOINT"
+    synopsis = "Usage: heartbeat-client [options] ENDPOINT"
     longdesc = (
         "Connect to a heartbeat server (ENDPOINT: HOST:PORT or a client "
         "endpoint description such as tcp:127.0.0.1:1234 or "
@@ -73,6 +73,15 @@ class Options(HeartbeatOptions):
             "with a message on stderr.",
         ],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Display the heartbeat version and exit.
+        """
+        from . import __version__
+
+        print(f"heartbeat-client {__version__}")
+        raise SystemExit(0)
 
     def parseArgs(self, endpoint: str) -> None:
         self["endpoint"] = client_description(endpoint)
@@ -143,6 +152,7 @@ def _run(reactor, options: Options):
     factory.initialDelay = options["initial-delay"]
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]
+    factory.authToken = options["auth-token"]
     StandardIO(_StdinLines(factory), reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)
     log.info("connecting to {endpoint}", endpoint=options["endpoint"])

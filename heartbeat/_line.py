@@ -10,11 +10,19 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from ._protocol import HeartbeatProtocol
+from ._protocol import HeartbeatProtocol, _peer
 
 PING = b"ping"
 PONG = b"pong"
+AUTH = b"auth"
 ERROR = b"error"
+
+# The reasons a server gives in its last line, C{error <reason>}.
+LINE_TOO_LONG = b"line too long"
+LINE_TIMEOUT = b"line timeout"
+SERVER_FULL = b"server full"
+TOO_MANY_PINGS = b"too many pings"
+UNAUTHORIZED = b"unauthorized"
 
 # What a token may hold: printable ASCII but the space.
 _TOKEN_BYTES = bytes(range(0x21, 0x7F))
@@ -65,19 +73,59 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
     @ivar errorLinger: seconds a connection closed with an error keeps
         reading (and discarding) before it is aborted, so that the peer can
         read the error before the close resets the connection.
+    @ivar lineTimeout: seconds a line may take to arrive whole, counted from
+        its first byte; a peer dribbling bytes without ever finishing a line
+        gets C{error line timeout} when more of it arrives after that.
+        C{None}: no limit but the line length.
+    @ivar maxWriteBuffer: bytes that may wait unsent to a peer that does not
+        read; past that the connection is aborted, so one slow reader cannot
+        grow the process.  C{None}: no cap.
+    @ivar heartbeatFraming: the framing's name, for the status page.
     """
 
     delimiter = b"\n"
     maxLineLength = 65536
-    errorLinger = 2.0
+    errorLinger = 1.0
+    lineTimeout: Optional[float] = None
+    maxWriteBuffer: Optional[int] = None
+    heartbeatFraming = "line"
 
     _closingWithError = False
     _lingerCall: Optional[IDelayedCall] = None
+    _partialSince: Optional[float] = None
+    # Bytes written since the transport asked us to pause; None: not paused.
+    _unsentSincePause: Optional[int] = None
+    _slowReaderDropped = False
 
     @property
     def MAX_LENGTH(self) -> int:  # type: ignore[override]
         # LineReceiver counts a trailing \r against the limit; we do not.
         return self.maxLineLength + 1
+
+    def connectionMade(self) -> None:
+        if self.maxWriteBuffer is not None:
+            self.transport.registerProducer(  # type: ignore[union-attr]
+                _WriteBacklog(self), True
+            )
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.lineTimeout is not None and not self._closingWithError:
+            self._checkPartialLine(data)
+
+    def _checkPartialLine(self, data: bytes) -> None:
+        if data[-1:] == b"\n":
+            # Only written when it changes: every attribute a connection
+            # holds costs memory at each of thousands of connections.
+            if self._partialSince is not None:
+                self._partialSince = None
+            return
+        now = self._heartbeatLastReceived
+        if b"\n" in data or self._partialSince is None:
+            self._partialSince = now
+        elif now - self._partialSince > self.lineTimeout:  # type: ignore[operator]
+            self.closeWithError(LINE_TIMEOUT)
 
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":
@@ -89,10 +137,16 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         if heartbeat is None:
             self.messageReceived(line)
         elif heartbeat[0] == PING:
-            # What follows a valid "ping" ("" or " token") ends the pong too.
-            self.sendLine(PONG + line[4:])
+            self.heartbeatPingReceived(heartbeat[1])
+            self.pingReceived(heartbeat[1])
         else:
             self.heartbeatPongReceived(heartbeat[1])
+
+    def pingReceived(self, token: Optional[bytes]) -> None:
+        """
+        The peer pinged: answer at once with the same token.
+        """
+        self.sendLine(heartbeat_line(PONG, token))
 
     def messageReceived(self, line: bytes) -> None:
         """
@@ -109,13 +163,39 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             raise ValueError("an application line must not contain b'\\n'")
         self.sendLine(line)
 
+    def sendLine(self, line: bytes) -> None:
+        unsent = self._unsentSincePause
+        if unsent is not None:
+            # The transport already holds its bufferSize; count what piles
+            # up on top of it.
+            unsent += len(line) + 1
+            self._unsentSincePause = unsent
+            bufferSize = getattr(self.transport, "bufferSize", 0)
+            if unsent + bufferSize > self.maxWriteBuffer:  # type: ignore[operator]
+                self._dropSlowReader()
+                return
+        self.transport.write(line + b"\n")  # type: ignore[union-attr]
+
+    def _dropSlowReader(self) -> None:
+        if self._slowReaderDropped:
+            return
+        self._slowReaderDropped = True
+        self._heartbeatLog.info(
+            "dropping {peer}: it reads too slowly, over {limit} bytes wait "
+            "to be sent",
+            peer=_peer(self),
+            limit=self.maxWriteBuffer,
+        )
+        self.stopHeartbeat()
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
     def sendHeartbeatPing(self, token: bytes) -> None:
         self.sendLine(heartbeat_line(PING, token))
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.closeWithError(b"line too long")
+        self.closeWithError(LINE_TOO_LONG)
 
-    def closeWithError(self, reason: bytes) -> None:
+    def closeWithError(self, reason: bytes, quiet: bool = False) -> None:
         """
         Send C{error <reason>} and close, without losing that line.
 
@@ -124,10 +204,18 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         the write side is shut once the line is flushed, input is read and
         dropped until the peer closes, and after L{errorLinger} seconds the
         connection is aborted anyway.
+
+        @param quiet: do not log it (the caller logs, or throttles).
         """
         if self._closingWithError:
             return
         self._closingWithError = True
+        if not quiet:
+            self._heartbeatLog.info(
+                "closing {peer}: {reason}",
+                peer=_peer(self),
+                reason=reason.decode("ascii", "replace"),
+            )
         self.stopHeartbeat()
         self.clearLineBuffer()
         self.setRawMode()
@@ -152,3 +240,27 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
                 self._lingerCall.cancel()
             self._lingerCall = None
         super().connectionLost(reason)
+
+
+class _WriteBacklog:
+    """
+    Registered as the transport's streaming producer, it hears when the
+    transport's buffer passes its C{bufferSize} and when it has drained:
+    the public way to know a peer is not reading.  (The protocol itself is
+    not registered: LineReceiver's own pauseProducing pauses reading.)
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: HeartbeatLineProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        if self.protocol._unsentSincePause is None:
+            self.protocol._unsentSincePause = 0
+
+    def resumeProducing(self) -> None:
+        self.protocol._unsentSincePause = None
+
+    def stopProducing(self) -> None:
+        pass

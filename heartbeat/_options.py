@@ -6,6 +6,7 @@ validated up front so a bad value is one line naming the option.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional
 
 from twisted.python import usage
@@ -41,6 +42,25 @@ def positive_float(options: usage.Options, name: str) -> float:
     return value
 
 
+def read_token(options: usage.Options, name: str) -> Optional[bytes]:
+    """
+    The token in the file named by option C{name}, surrounding whitespace
+    stripped; C{None} when the option was not given.
+    """
+    path = options[name]
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as e:
+        raise usage.UsageError(f"--{name}: cannot read {path!r}: {e.strerror}")
+    if not token or any(byte in token for byte in b"\r\n"):
+        raise usage.UsageError(
+            f"--{name}: {path!r} must hold one non-empty line (the token)"
+        )
+    return token
+
+
 class HeartbeatOptions(usage.Options):
     """
     The heartbeat timing and framing options, for both ends.
@@ -69,6 +89,13 @@ class HeartbeatOptions(usage.Options):
             "65536",
             "Longest line accepted, in bytes, without its terminator.",
         ],
+        [
+            "auth-token-file",
+            None,
+            None,
+            "File holding the shared secret token (surrounding whitespace "
+            "is stripped); each connection must start with 'auth <token>'.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -81,3 +108,4 @@ class HeartbeatOptions(usage.Options):
                 "before it is declared dead"
             )
         self["max-line-length"] = positive_int(self, "max-line-length")
+        self["auth-token"] = read_token(self, "auth-token-file")

@@ -196,6 +196,12 @@ class HeartbeatProtocol:
 
     # Hooks for subclasses
 
+    def heartbeatPingReceived(self, token: Optional[bytes]) -> None:
+        """
+        The framing calls this for each ping from the peer, before it
+        answers; override to count or limit them.
+        """
+
     def sendHeartbeatPing(self, token: bytes) -> None:
         """
         Write a ping carrying C{token} in this protocol's framing.
@@ -221,6 +227,17 @@ class HeartbeatProtocol:
             silence=silence,
             timeout=self.heartbeatTimeout,
         )
+
+    def heartbeatAbort(self) -> None:
+        """
+        Drop the dead peer's connection, right after L{heartbeatTimedOut}.
+
+        By default at once, with C{abortConnection}: a graceful close can
+        hang on a peer that reads nothing.  A framing with a close message
+        of its own (WebSocket's close frame) may send it first, as long as
+        the connection is aborted soon after.
+        """
+        self.transport.abortConnection()  # type: ignore[attr-defined]
 
     # The wheel's side
 
@@ -267,7 +284,7 @@ class HeartbeatProtocol:
                 return
             self.stopHeartbeat()
             self.heartbeatTimedOut(silence)
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+            self.heartbeatAbort()
             return
         self._heartbeatGraced = False
         interval = self.heartbeatInterval

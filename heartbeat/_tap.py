@@ -12,12 +12,18 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ._options import HeartbeatOptions, positive_int
+from ._options import (
+    HeartbeatOptions,
+    positive_float,
+    positive_int,
+    seconds_or_none,
+)
 from ._server import (
     BroadcastServerProtocol,
     HeartbeatServerFactory,
     HeartbeatServerProtocol,
 )
+from ._webtap import WebOptions, server_factory_class, with_web_services
 from ._workers import WorkerPool
 
 log = Logger()
@@ -35,7 +41,7 @@ def server_description(port: str) -> str:
     return f"tcp:{port}" if port.isdigit() else port
 
 
-class Options(HeartbeatOptions):
+class Options(WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -50,6 +56,13 @@ class Options(HeartbeatOptions):
             None,
             "Relay each application line to every other connection "
             "instead of echoing it back.",
+        ],
+        [
+            "tcp-keepalive",
+            None,
+            "Also turn on kernel TCP keepalive (probes after --interval of "
+            "idleness) and, on Linux, TCP_USER_TIMEOUT (--timeout), so "
+            "writes to a vanished peer fail in bounded time.",
         ],
     ]
     optParameters = [
@@ -67,6 +80,35 @@ class Options(HeartbeatOptions):
             "10000",
             "Serve at most this many connections; the next is told "
             "'error server full' and closed.",
+        ],
+        [
+            "min-ping-interval",
+            None,
+            None,
+            "Pings from a peer closer together than this many seconds earn "
+            "strikes; more than 2 get 'error too many pings' and a close "
+            "(0: any rate). [default: 1, or half of --interval if smaller]",
+        ],
+        [
+            "line-timeout",
+            None,
+            "30",
+            "Close a connection whose line is still unfinished this many "
+            "seconds after its first byte (0: no limit but the length).",
+        ],
+        [
+            "max-write-buffer",
+            None,
+            "1048576",
+            "Bytes that may wait unsent to a peer that does not read; past "
+            "that it is dropped (0: no cap).",
+        ],
+        [
+            "auth-timeout",
+            None,
+            "5",
+            "Seconds a connection has to send its auth line when "
+            "--auth-token-file is given.",
         ],
         [
             "workers",
@@ -89,6 +131,30 @@ class Options(HeartbeatOptions):
         super().postOptions()
         self["max-connections"] = positive_int(self, "max-connections")
         self["workers"] = positive_int(self, "workers")
+        interval = self["interval"]
+        if self["min-ping-interval"] is None:
+            self["min-ping-interval"] = min(1.0, interval / 2) if interval else 1.0
+        else:
+            self["min-ping-interval"] = seconds_or_none(self, "min-ping-interval")
+            if interval and (self["min-ping-interval"] or 0) >= interval:
+                raise usage.UsageError(
+                    "--min-ping-interval must be less than --interval: clients "
+                    "pinging at the configured interval would be refused"
+                )
+        self["line-timeout"] = seconds_or_none(self, "line-timeout")
+        self["max-write-buffer"] = (
+            None
+            if self["max-write-buffer"] == "0"
+            else positive_int(self, "max-write-buffer")
+        )
+        self["auth-timeout"] = positive_float(self, "auth-timeout")
+        if self["workers"] > 1:
+            for name in ("websocket-port", "status-port"):
+                if self[name] is not None:
+                    raise usage.UsageError(
+                        f"--{name} needs --workers 1: each worker would "
+                        "listen on it"
+                    )
         self["port"] = description = server_description(self["port"])
         if self["workers"] > 1 and description.split(":")[0] not in _SHAREABLE:
             raise usage.UsageError(
@@ -107,13 +173,19 @@ class Options(HeartbeatOptions):
 
 def server_factory(options: Options) -> HeartbeatServerFactory:
     """
-    The server factory the options describe: one per worker.
+    The line server's factory the options describe: one per worker.
     """
-    factory = HeartbeatServerFactory(
+    factory = server_factory_class(options)(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
         maxLineLength=options["max-line-length"],
         maxConnections=options["max-connections"],
+        minPingInterval=options["min-ping-interval"],
+        lineTimeout=options["line-timeout"],
+        maxWriteBuffer=options["max-write-buffer"],
+        authToken=options["auth-token"],
+        authTimeout=options["auth-timeout"],
+        tcpKeepalive=options["tcp-keepalive"],
     )
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol
@@ -126,7 +198,8 @@ def makeService(options: Options) -> IService:
 
     log.info(
         "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
-        "max {maxConnections} connections, {mode}",
+        "max {maxConnections} connections, {mode}, {auth}",
+        auth="auth required" if options["auth-token"] else "open (no auth)",
         port=options["port"],
         interval=options["interval"],
         timeout=options["timeout"],
@@ -136,4 +209,6 @@ def makeService(options: Options) -> IService:
     endpoint = serverFromString(reactor, options["port"])
     if options["workers"] > 1:
         return WorkerPool(endpoint, options["workers"], options.arguments)
-    return StreamServerEndpointService(endpoint, server_factory(options))
+    factory = server_factory(options)
+    service = StreamServerEndpointService(endpoint, factory)
+    return with_web_services(options, factory, service)

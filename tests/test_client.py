@@ -326,3 +326,10 @@ def test_rtt_is_measured_from_the_first_ping(clock):
     protocol.dataReceived(b"pong 1\n")
     assert protocol.heartbeatRtt == pytest.approx(0.03)
     assert factory.connectedProtocol is protocol
+
+
+def test_auth_line_goes_first(clock):
+    """With a token the client's first line is 'auth <token>', then ping."""
+    factory, endpoint = make(clock, authToken=b"s3cret")
+    protocol, transport, wrapper = endpoint.accept()
+    assert transport.value() == b"auth s3cret\nping 1\n"

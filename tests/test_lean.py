@@ -41,7 +41,7 @@ def test_settings_are_not_copied_into_each_connection(clock):
     assert protocol.heartbeatRtt == 0.0
     assert set(vars(protocol)) <= {
         "factory", "connected", "transport", "_registered", "_busyReceiving",
-        "_buffer",
+        "_buffer", "_lastPingAt",
     }
     lose(protocol)
 

@@ -200,47 +200,56 @@ def test_ping_goes_out_as_a_line(clock):
     assert 0.19 < protocol.heartbeatRtt < 0.21
 
 
+def expected_replies(stream: bytes, limit: int):
+    """
+    The oracle: what the server must answer to C{stream}, line by line.
+    """
+    replies = []
+    for line in stream.split(b"\n")[:-1]:  # the last piece is unfinished
+        line = line[:-1] if line.endswith(b"\r") else line
+        if len(line) > limit:
+            return replies + [b"error line too long"]
+        parsed = parse_heartbeat(line)
+        if parsed and parsed[0] == b"ping":
+            replies.append(b"pong" + (b" " + parsed[1] if parsed[1] else b""))
+    return replies
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.one_of(
-            st.binary(max_size=30),
-            TOKEN.map(lambda t: b"ping " + t),
-            st.just(b"ping"),
-            st.just(b"pong 1"),
+            st.binary(max_size=40),
+            TOKEN.map(lambda t: b"ping " + t + b"\n"),
+            st.sampled_from([b"ping\n", b"ping\r\n", b"pong 1\n", b"\n", b"p"]),
         ),
-        max_size=12,
-    ),
-    st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=8),
+        max_size=20,
+    ).map(b"".join),
+    st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=8),
+    st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=8),
 )
-def test_any_bytes_in_any_chunks(lines, cuts):
-    """Arbitrary lines, split anywhere: no exception, one pong per
-    well-formed ping, none for anything else."""
+def test_any_bytes_in_any_chunks(stream, cuts, pauses):
+    """Arbitrary bytes, split anywhere, with time passing between chunks:
+    no exception, exactly one pong per well-formed ping, none otherwise."""
     from twisted.internet.task import Clock
 
     clock = Clock()
-    protocol, transport = make(clock, maxLineLength=64)
-    stream = b"".join(line + b"\n" for line in lines)
-    position = 0
-    index = 0
+    factory = factory_for(Recorder, clock)
+    protocol, transport = connect(factory)
+    protocol.maxLineLength = 64
+    protocol.heartbeatInterval, protocol.heartbeatTimeout = 0.3, 100.0
+    position = index = 0
     while position < len(stream):
         size = cuts[index % len(cuts)]
         protocol.dataReceived(stream[position : position + size])
+        clock.advance(pauses[index % len(pauses)])
         position += size
         index += 1
-    expected = []
-    for line in lines:
-        if b"\n" in line:
-            break  # the payload held a newline: framing changes, stop here
-        stripped = line[:-1] if line.endswith(b"\r") else line
-        if len(stripped) > 64:
-            expected.append(b"error line too long")
-            break
-        parsed = parse_heartbeat(stripped)
-        if parsed and parsed[0] == b"ping":
-            expected.append(b"pong" + (b" " + parsed[1] if parsed[1] else b""))
-    replies = transport.value().split(b"\n")[:-1]
-    assert replies[: len(expected)] == expected
-    if all(b"\n" not in line for line in lines):
-        assert replies == expected
+    # The protocol's own pings ("ping <n>") are not answers: leave them out.
+    replies = [
+        line for line in transport.value().split(b"\n")[:-1]
+        if not re.fullmatch(rb"ping \d+", line)
+    ]
+    assert replies == expected_replies(stream, 64)
     lose(protocol)
+    assert clock.getDelayedCalls() == []

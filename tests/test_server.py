@@ -76,7 +76,8 @@ def test_n_plus_first_connection_is_refused(clock):
     assert transport.disconnecting
     assert refused not in factory.connections
     assert factory.refused == 1
-    assert any("server full" in e["log_format"] for e in events)
+    [refusal] = [e for e in events if "refused" in e["log_format"]]
+    assert refusal["limit"] == 3
     # The served connections are untouched and still answered.
     for protocol, t in served:
         protocol.dataReceived(b"ping x\n")

@@ -1,0 +1,261 @@
+// heartbeat.js: a WebSocket for pages that must stay connected.
+//
+// A page cannot see WebSocket ping frames, so it pings the server itself
+// (JSON {"type":"ping","t":N}) whenever the server has been silent for
+// `interval` seconds, and treats a server silent for `timeout` seconds as
+// dead: it drops the socket and reconnects, waiting a random delay in
+// [0, min(maxDelay, initialDelay * 2 ** attempt)] (full jitter) so that a
+// crowd of pages cut off together does not return at the same instant.
+// The attempts start over once a connection has proven healthy: the server
+// sent something.  It also reconnects at once when the page becomes
+// visible again or the browser comes back online, since timers may have
+// been throttled meanwhile.  send() keeps messages while disconnected (up
+// to maxBuffered) and sends them, in order, once healthy again.
+//
+// Plain ES module, no dependencies: import it from the server's
+// /heartbeat.js.  Times are in seconds, like the server's options.
+
+const OPEN = 1;
+const EPSILON = 0.001;
+// A deadline that fires this late means the page was frozen or its timers
+// throttled: the server's messages may be waiting, unread, behind it.
+const LATE = 0.05;
+const CONTROL = new Set(["ping", "pong", "hello"]);
+const HEARTBEAT_TIMEOUT = 4000;
+const UNAUTHORIZED = 4001;
+const TRY_AGAIN_LATER = 4013;
+
+const browserClock = {
+  now: () => performance.now() / 1000,
+  setTimeout: (callback, seconds) => setTimeout(callback, seconds * 1000),
+  clearTimeout: (id) => clearTimeout(id),
+};
+
+/**
+ * Exponential backoff with full jitter; `random` returns [0, 1).
+ */
+export function backoffDelay(attempt, initialDelay = 1, maxDelay = 30, random = Math.random) {
+  return Math.min(maxDelay, initialDelay * 2 ** attempt) * random();
+}
+
+/** send() found the buffer full while disconnected. */
+export class BufferFullError extends Error {}
+
+function parseControl(data) {
+  if (typeof data !== "string" || data[0] !== "{" || data.length > 256) return null;
+  try {
+    const message = JSON.parse(data);
+    return CONTROL.has(message?.type) ? message : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A reconnecting WebSocket with heartbeats.
+ *
+ * state: "connecting", "open" (the server has answered), "reconnecting"
+ * (waiting out the backoff) or "closed" (after close()).  rtt: seconds of
+ * the last answered ping, or null.  Events: "open", "close" (a CloseEvent
+ * for each lost connection), "message" (a MessageEvent, heartbeats never
+ * included) and "statechange" (detail: {state, previous}).
+ *
+ * Options: interval and timeout (by default the server's, from its hello;
+ * 25 and 55 until then), initialDelay (1), maxDelay (30), maxBuffered
+ * (1000), protocols, authToken (sent first, as "auth <token>", for a server
+ * that requires it; refused, the socket closes for good); for tests,
+ * WebSocket, clock and random.
+ */
+export class HeartbeatSocket extends EventTarget {
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.interval = options.interval ?? 25;
+    this.timeout = options.timeout ?? 55;
+    this.initialDelay = options.initialDelay ?? 1;
+    this.maxDelay = options.maxDelay ?? 30;
+    this.maxBuffered = options.maxBuffered ?? 1000;
+    this.state = "connecting";
+    this.rtt = null;
+    this._options = options;
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this._clock = options.clock ?? browserClock;
+    this._random = options.random ?? Math.random;
+    this._buffer = [];
+    this._attempt = 0;
+    this._pings = 0;
+    this._pingSentAt = null;
+    this._dueAt = Infinity;
+    this._graced = false;
+    this._ws = null;
+    this._timer = null;
+    this._resume = () => this._resumeNow();
+    this._visible = () => {
+      if (globalThis.document?.visibilityState === "visible") this._resumeNow();
+    };
+    globalThis.addEventListener?.("online", this._resume);
+    globalThis.document?.addEventListener("visibilitychange", this._visible);
+    this._connect();
+  }
+
+  /** Send now if the connection is healthy, else after the next one. */
+  send(data) {
+    if (this.state === "closed") throw new Error("the socket is closed");
+    // A socket the server is closing would drop the message silently.
+    if (this.state === "open" && this._ws.readyState === OPEN) {
+      this._ws.send(data);
+    } else if (this._buffer.length >= this.maxBuffered) {
+      throw new BufferFullError(`${this._buffer.length} messages already wait`);
+    } else {
+      this._buffer.push(data);
+    }
+  }
+
+  /** Ping the server now, to measure the round trip. */
+  ping() {
+    if (this._ws?.readyState !== OPEN) return;
+    this._pings += 1;
+    this._pingSentAt = this._clock.now();
+    this._ws.send(JSON.stringify({ type: "ping", t: this._pings }));
+  }
+
+  /** Close for good: no more reconnecting; buffered messages are dropped. */
+  close(code = 1000, reason = "") {
+    if (this.state === "closed") return;
+    globalThis.removeEventListener?.("online", this._resume);
+    globalThis.document?.removeEventListener("visibilitychange", this._visible);
+    this._cancelTimer();
+    this._buffer = [];
+    this._setState("closed");
+    this._ws?.close(code, reason);
+  }
+
+  _connect() {
+    this._cancelTimer();
+    this._setState("connecting");
+    const ws = new this._WebSocket(this.url, this._options.protocols);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (event) => ws === this._ws && this._received(event.data);
+    ws.onclose = (event) => ws === this._ws && this._lost(event.code, event.reason, event.wasClean);
+    ws.onopen = () => ws === this._ws && this._opened();
+    this._ws = ws;
+    this._lastHeard = this._clock.now();
+    this._pingSentAt = null;
+    this._arm();
+  }
+
+  _opened() {
+    if (this._options.authToken != null) this._ws.send(`auth ${this._options.authToken}`);
+    this.ping();
+  }
+
+  _received(data) {
+    const now = this._clock.now();
+    this._lastHeard = now;
+    const control = parseControl(data);
+    if (control?.type === "hello") {
+      this.interval = this._options.interval ?? control.interval;
+      this.timeout = this._options.timeout ?? control.timeout;
+      this._cancelTimer();
+      this._arm();
+    }
+    if (this.state === "connecting") this._healthy();
+    if (control === null) {
+      this.dispatchEvent(new MessageEvent("message", { data }));
+    } else if (control.type === "ping") {
+      this._ws.send(JSON.stringify({ type: "pong", t: control.t }));
+    } else if (control.type === "pong" && control.t === this._pings && this._pingSentAt !== null) {
+      this.rtt = now - this._pingSentAt;
+      this._pingSentAt = null;
+    }
+  }
+
+  _healthy() {
+    this._attempt = 0;
+    for (const data of this._buffer.splice(0)) this._ws.send(data);
+    this._setState("open");
+    this.dispatchEvent(new Event("open"));
+  }
+
+  _lost(code, reason, wasClean) {
+    this._ws = null;
+    this._cancelTimer();
+    this.dispatchEvent(new CloseEvent("close", { code, reason, wasClean }));
+    if (this.state === "closed") return;
+    // Refused for good: trying again would not help.
+    if (code === UNAUTHORIZED) {
+      this.close();
+      return;
+    }
+    // A full server needs time, not a crowd: wait half to all of the cap.
+    const delay = code === TRY_AGAIN_LATER
+      ? this.maxDelay * (0.5 + 0.5 * this._random())
+      : backoffDelay(this._attempt, this.initialDelay, this.maxDelay, this._random);
+    this._attempt += 1;
+    this._setState("reconnecting");
+    this._timer = this._clock.setTimeout(() => this._connect(), delay);
+  }
+
+  // The next ping or deadline, whichever comes first; like the server, it
+  // looks at the time of the last message only when it fires.
+  _arm() {
+    let when = this.timeout ? this._lastHeard + this.timeout : Infinity;
+    if (this.interval && this._ws.readyState === OPEN) {
+      when = Math.min(when, Math.max(this._lastHeard, this._pingSentAt ?? -Infinity) + this.interval);
+    }
+    this._dueAt = when;
+    if (when !== Infinity) {
+      const delay = Math.max(0, when - this._clock.now());
+      this._timer = this._clock.setTimeout(() => this._due(), delay);
+    }
+  }
+
+  _due() {
+    this._timer = null;
+    const now = this._clock.now();
+    const silence = now - this._lastHeard;
+    if (this.timeout && silence + EPSILON >= this.timeout && now - this._dueAt > LATE && !this._graced) {
+      // Let the messages that arrived meanwhile be read first.
+      this._graced = true;
+      this._timer = this._clock.setTimeout(() => this._due(), LATE);
+      return;
+    }
+    this._graced = false;
+    if (this.timeout && silence + EPSILON >= this.timeout) {
+      // Dead, or unreachable: a close handshake would wait on it, so drop
+      // the socket and go on at once.
+      const ws = this._ws;
+      const reason = this.state === "open" ? "heartbeat timeout" : "connect timeout";
+      this._lost(HEARTBEAT_TIMEOUT, reason, false);
+      ws.close(HEARTBEAT_TIMEOUT, reason);
+      return;
+    }
+    const since = now - Math.max(this._lastHeard, this._pingSentAt ?? -Infinity);
+    if (this.interval && this._ws.readyState === OPEN && since + EPSILON >= this.interval) {
+      this.ping();
+    }
+    this._arm();
+  }
+
+  // Timers may have slept with the page or the network: look now.
+  _resumeNow() {
+    if (this.state === "reconnecting") {
+      this._connect();
+    } else if (this.state === "open") {
+      this._cancelTimer();
+      this._due();
+    }
+  }
+
+  _cancelTimer() {
+    if (this._timer !== null) this._clock.clearTimeout(this._timer);
+    this._timer = null;
+  }
+
+  _setState(state) {
+    const previous = this.state;
+    if (state === previous) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("statechange", { detail: { state, previous } }));
+  }
+}

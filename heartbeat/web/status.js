@@ -1,0 +1,96 @@
+// The status page: one snapshot per second from /events, drawn as totals,
+// a chart (plain SVG) and a table.  No library, nothing from elsewhere.
+
+const SVG = "http://www.w3.org/2000/svg";
+const WIDTH = 960;
+const HEIGHT = 220;
+const PAD = { left: 44, right: 56, top: 14, bottom: 24 };
+
+const $ = (id) => document.getElementById(id);
+
+function ms(seconds) {
+  return seconds === null ? "–" : `${(seconds * 1000).toFixed(1)} ms`;
+}
+
+function svg(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+// Open connections on the left axis, mean RTT (ms) on the right, both
+// from zero to a little above their highest point in the window.
+function drawChart(history, now) {
+  const chart = $("chart");
+  const span = Math.max(60, now - (history[0]?.time ?? now));
+  const x = (t) => PAD.left + (WIDTH - PAD.left - PAD.right) * (1 - (now - t) / span);
+  const yScale = (max) => (v) => HEIGHT - PAD.bottom - (HEIGHT - PAD.top - PAD.bottom) * (v / max);
+  const maxOpen = Math.ceil(Math.max(1, ...history.map((p) => p.open)) * 1.1);
+  const rtts = history.filter((p) => p.rtt !== null);
+  const maxRtt = Math.max(0.001, ...rtts.map((p) => p.rtt)) * 1000 * 1.1;
+  const yOpen = yScale(maxOpen);
+  const yRtt = yScale(maxRtt);
+  const line = (points) => points.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" ");
+  const parts = [];
+  for (const f of [0, 0.5, 1]) {
+    const y = yOpen(maxOpen * f);
+    parts.push(svg("line", { class: "grid", x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y }));
+    parts.push(svg("text", { x: 6, y: y + 4 }, String(Number((maxOpen * f).toFixed(1)))));
+    parts.push(svg("text", { x: WIDTH - PAD.right + 6, y: y + 4 }, `${(maxRtt * f).toFixed(1)} ms`));
+  }
+  const bottom = HEIGHT - 6;
+  parts.push(svg("text", { x: PAD.left, y: bottom }, `${Math.round(span / 60)} min ago`));
+  parts.push(svg("text", { x: WIDTH - PAD.right - 24, y: bottom }, "now"));
+  parts.push(svg("text", { class: "open-legend", x: PAD.left + 160, y: bottom }, "● open connections (left axis)"));
+  parts.push(svg("text", { class: "rtt-legend", x: PAD.left + 380, y: bottom }, "● mean round trip (right axis)"));
+  parts.push(svg("polyline", { class: "open", points: line(history.map((p) => [x(p.time), yOpen(p.open)])) }));
+  parts.push(svg("polyline", { class: "rtt", points: line(rtts.map((p) => [x(p.time), yRtt(p.rtt * 1000)])) }));
+  chart.replaceChildren(...parts);
+}
+
+function drawTable(snapshot) {
+  const rows = snapshot.connections.map((c) => {
+    const tr = document.createElement("tr");
+    const cells = [
+      c.id, c.transport, c.peer,
+      new Date(c.connected_since * 1000).toLocaleTimeString(),
+      `${c.silent_for.toFixed(1)} s`, ms(c.rtt), ms(c.smoothed_rtt),
+    ];
+    for (const value of cells) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    const interval = snapshot.settings.interval;
+    if (interval && c.silent_for > interval) tr.cells[4].className = "quiet";
+    return tr;
+  });
+  $("connections").replaceChildren(...rows);
+  const open = snapshot.totals.open;
+  $("shown").textContent = rows.length < open
+    ? `${rows.length} of ${open} connections shown; /status.json lists them all.` : "";
+}
+
+function draw(snapshot) {
+  const { totals, settings } = snapshot;
+  for (const key of ["open", "accepted", "timed_out", "refused", "reconnects"]) {
+    $(key).textContent = totals[key];
+  }
+  $("pings").textContent = `${totals.pings_sent} / ${totals.pings_received}`;
+  $("settings").textContent = `ping after ${settings.interval ?? "never"} s of silence, ` +
+    `drop after ${settings.timeout ?? "never"} s, at most ${settings.max_connections ?? "∞"} connections`;
+  drawChart(snapshot.history, snapshot.time);
+  drawTable(snapshot);
+}
+
+const events = new EventSource("events");
+events.addEventListener("snapshot", (event) => {
+  $("live").textContent = "live";
+  $("live").className = "";
+  draw(JSON.parse(event.data));
+});
+events.addEventListener("error", () => {
+  $("live").textContent = "not connected to the server; retrying";
+  $("live").className = "down";
+});

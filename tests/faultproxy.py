@@ -1,0 +1,138 @@
+"""
+A fault-injecting TCP proxy for the tests, on loopback only.
+
+    python tests/faultproxy.py TARGET_PORT
+
+relays 127.0.0.1:<its port> to 127.0.0.1:TARGET_PORT, prints
+C{listening on <port>}, then obeys one command per stdin line, answering
+C{ok} once it is in effect:
+
+    freeze       stop relaying both ways, keeping every socket open (and
+                 new connections accepted but silent): a half-open path
+    thaw         relay again, including what waited while frozen
+    cut          close both sides of every relayed connection
+    delay SECS   hold each chunk SECS seconds before relaying it
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.internet import protocol, stdio
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.protocols.basic import LineReceiver
+
+
+class Relay(protocol.Protocol):
+    """
+    One side of a relayed connection; C{other} is the opposite side.
+    """
+
+    other: "Relay | None" = None
+
+    def __init__(self, proxy: "Proxy") -> None:
+        self.proxy = proxy
+        self._pending: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        self.proxy.relays.add(self)
+        if self.proxy.frozen:
+            self.transport.pauseProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        other = self.other
+        if other is None:
+            self._pending.append(data)
+        elif self.proxy.delay:
+            self.proxy.clock.callLater(self.proxy.delay, other.deliver, data)
+        else:
+            other.deliver(data)
+
+    def deliver(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def pair(self, other: "Relay") -> None:
+        self.other, other.other = other, self
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self.dataReceived(data)
+
+    def connectionLost(self, reason) -> None:
+        self.proxy.relays.discard(self)
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.loseConnection()
+
+
+class Inbound(Relay):
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        endpoint = TCP4ClientEndpoint(self.proxy.clock, "127.0.0.1", self.proxy.target)
+        d = endpoint.connect(protocol.Factory.forProtocol(lambda: Relay(self.proxy)))
+        d.addCallbacks(self.pair, lambda _: self.transport.loseConnection())
+
+
+class Proxy(protocol.Factory):
+    noisy = False
+
+    def __init__(self, clock, target: int) -> None:
+        self.clock = clock
+        self.target = target
+        self.relays: set[Relay] = set()
+        self.frozen = False
+        self.delay = 0.0
+
+    def buildProtocol(self, addr):
+        return Inbound(self)
+
+    def command(self, words: list[str]) -> None:
+        name = words[0]
+        if name == "freeze":
+            self.frozen = True
+            for relay in self.relays:
+                relay.transport.pauseProducing()
+        elif name == "thaw":
+            self.frozen = False
+            for relay in self.relays:
+                relay.transport.resumeProducing()
+        elif name == "cut":
+            for relay in list(self.relays):
+                relay.transport.loseConnection()
+        elif name == "delay":
+            self.delay = float(words[1])
+        else:
+            raise ValueError(name)
+
+
+class Control(LineReceiver):
+    delimiter = b"\n"
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    def lineReceived(self, line: bytes) -> None:
+        self.proxy.command(line.decode().split())
+        self.transport.write(b"ok\n")
+
+    def connectionLost(self, reason) -> None:
+        self.proxy.clock.stop()
+
+
+def main(target: int) -> None:
+    from twisted.internet import reactor
+
+    proxy = Proxy(reactor, target)
+
+    def listening(port):
+        sys.stdout.write(f"listening on {port.getHost().port}\n")
+        sys.stdout.flush()
+        stdio.StandardIO(Control(proxy))
+
+    TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(proxy).addCallback(
+        listening
+    )
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

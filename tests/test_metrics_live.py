@@ -1,0 +1,72 @@
+"""
+/metrics and /status.json of a real server on loopback, as a test's own
+peers come, ping, fall silent and are refused.
+"""
+
+import json
+from urllib.request import urlopen
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .processes import wait_for
+from .webserver import AnsweringPeer, WebServer
+
+
+@pytest.fixture
+def server():
+    server = WebServer(
+        "--interval", "0.3", "--timeout", "1.0", "--max-connections", "1",
+        ports=("port", "status-port"),
+    )
+    yield server
+    server.stop()
+
+
+def metrics(server):
+    text = urlopen(server.url("status-port", "/metrics"), timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(server, name, **labels):
+    return metrics(server)[name, tuple(sorted(labels.items()))]
+
+
+def test_counters_move_as_peers_act(server):
+    """Each thing a peer does shows in /metrics and /status.json."""
+    port = server.ports["port"]
+    assert value(server, "heartbeat_connections_open", transport="line") == 0
+
+    peer = AnsweringPeer(port, answering=False)
+    peer.send(b"ping a")
+    wait_for(lambda: value(server, "heartbeat_pings_received_total") == 1, 5, what="ping counted")
+    assert value(server, "heartbeat_connections_open", transport="line") == 1
+    assert value(server, "heartbeat_connections_accepted_total") == 1
+
+    refused = AnsweringPeer(port)
+    wait_for(lambda: refused.closed, 5, what="second connection refused")
+    assert refused.lines == [b"error server full"]
+    assert value(server, "heartbeat_connections_refused_total") == 1
+
+    # Silent: pinged after the interval, dropped after the timeout.
+    wait_for(lambda: value(server, "heartbeat_pings_sent_total") >= 1, 5, what="server pings")
+    wait_for(lambda: peer.closed, 5, what="silent peer dropped")
+    assert value(server, "heartbeat_timeouts_total") == 1
+    assert value(server, "heartbeat_connections_open", transport="line") == 0
+
+    # Back at once from the same address, answering pings this time.
+    again = AnsweringPeer(port)
+    wait_for(lambda: value(server, "heartbeat_rtt_seconds_count") >= 1, 5, what="a round trip")
+    assert value(server, "heartbeat_reconnects_total") == 1
+    assert value(server, "heartbeat_rtt_seconds_bucket", le="+Inf") >= 1
+
+    status = json.load(urlopen(server.url("status-port", "/status.json"), timeout=5))
+    [row] = status["connections"]
+    assert row["transport"] == "line"
+    assert row["peer"] == "127.0.0.1:%d" % again.sock.getsockname()[1]
+    assert status["totals"]["timed_out"] == 1
+    again.close()

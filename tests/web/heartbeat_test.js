@@ -1,0 +1,320 @@
+// heartbeat.js's rules, one case each, with a fake clock and a fake
+// WebSocket: no waiting, no network.  A case throws to fail.
+
+import { BufferFullError, HeartbeatSocket, backoffDelay } from "/heartbeat.js";
+
+class FakeClock {
+  constructor() {
+    this.t = 0;
+    this.calls = new Map();
+    this.ids = 0;
+  }
+  now() {
+    return this.t;
+  }
+  setTimeout(callback, seconds) {
+    this.calls.set(++this.ids, { at: this.t + seconds, callback });
+    return this.ids;
+  }
+  clearTimeout(id) {
+    this.calls.delete(id);
+  }
+  advance(seconds) {
+    const end = this.t + seconds;
+    for (;;) {
+      const due = [...this.calls].filter(([, c]) => c.at <= end + 1e-9);
+      if (due.length === 0) break;
+      const [id, call] = due.reduce((a, b) => (b[1].at < a[1].at ? b : a));
+      this.calls.delete(id);
+      this.t = Math.max(this.t, call.at);
+      call.callback();
+    }
+    this.t = end;
+  }
+}
+
+function fakeWebSockets() {
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      sockets.push(this);
+    }
+    send(data) {
+      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+      this.sent.push(data);
+    }
+    close(code, reason) {
+      this.closedWith = [code, reason];
+      this.readyState = 3;
+    }
+    // The server's side
+    open() {
+      this.readyState = 1;
+      this.onopen(new Event("open"));
+    }
+    receive(data) {
+      this.onmessage(new MessageEvent("message", { data }));
+    }
+    drop(code = 1006, reason = "") {
+      this.readyState = 3;
+      this.onclose(new CloseEvent("close", { code, reason, wasClean: code !== 1006 }));
+    }
+  }
+  return { FakeWebSocket, sockets };
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function same(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  check(a === e, `${what}: ${a} !== ${e}`);
+}
+
+const hello = (interval, timeout) => JSON.stringify({ type: "hello", interval, timeout });
+
+// Every socket a case made, closed after it so none hears the next case's
+// online or visibilitychange events.
+export const made = [];
+
+// A socket on fakes, its events recorded; random() is 1 unless given.
+function make(options = {}) {
+  const clock = new FakeClock();
+  const { FakeWebSocket, sockets } = fakeWebSockets();
+  const socket = new HeartbeatSocket("ws://127.0.0.1:9/", {
+    WebSocket: FakeWebSocket, clock, random: () => 1, ...options,
+  });
+  made.push(socket);
+  const events = [];
+  for (const type of ["open", "close", "message", "statechange"]) {
+    socket.addEventListener(type, (event) => events.push(
+      type === "statechange" ? event.detail.state
+        : type === "close" ? `close ${event.code}`
+        : type === "message" ? `message ${event.data}` : type));
+  }
+  const connect = () => {
+    const ws = sockets.at(-1);
+    ws.open();
+    ws.receive(hello(1, 3));
+    return ws;
+  };
+  return { socket, clock, sockets, events, connect };
+}
+
+export const cases = {};
+
+// Open only once the server has answered; messages sent before go out
+// first, in order.
+cases.opens_when_the_server_speaks_and_flushes_in_order = () => {
+  const { socket, sockets, events } = make();
+  socket.send("a");
+  const ws = sockets[0];
+  ws.open();
+  socket.send("b");
+  same(socket.state, "connecting", "state before any answer");
+  same(ws.sent, ['{"type":"ping","t":1}'], "sent before any answer");
+  ws.receive(hello(1, 3));
+  socket.send("c");
+  same(ws.sent.slice(1), ["a", "b", "c"], "flushed in order");
+  same(events, ["open", "open"], "events");
+};
+
+// The round trip of the page's own ping is measured.
+cases.measures_the_round_trip = () => {
+  const { socket, clock, sockets } = make();
+  sockets[0].open();
+  clock.advance(0.05);
+  sockets[0].receive('{"type":"pong","t":1}');
+  check(Math.abs(socket.rtt - 0.05) < 1e-9, `rtt ${socket.rtt}`);
+};
+
+// The server's JSON pings are answered with the same t; heartbeats never
+// reach the application, other messages do.
+cases.answers_pings_and_delivers_the_rest = () => {
+  const { sockets, events, connect } = make();
+  const ws = connect();
+  ws.receive('{"type":"ping","t":7}');
+  ws.receive('{"type":"chat","text":"hi"}');
+  same(ws.sent.at(-1), '{"type":"pong","t":7}', "answer");
+  same(events.slice(2), ['message {"type":"chat","text":"hi"}'], "delivered");
+};
+
+// Silent for the interval: a ping; silent for the timeout: dropped and
+// replaced, not before.
+cases.pings_a_silent_server_and_drops_a_dead_one = () => {
+  const { socket, clock, sockets, events, connect } = make();
+  const ws = connect();
+  clock.advance(0.99);
+  same(ws.sent.length, 1, "pings before the interval");
+  clock.advance(0.02);
+  same(ws.sent.at(-1), '{"type":"ping","t":2}', "ping after the interval");
+  clock.advance(1.97);
+  same(socket.state, "open", "state just before the timeout");
+  clock.advance(0.02);
+  same(socket.state, "reconnecting", "state after the timeout");
+  same(ws.closedWith, [4000, "heartbeat timeout"], "close");
+  same(events.slice(-2), ["close 4000", "reconnecting"], "events");
+  clock.advance(1);
+  same(sockets.length, 2, "connection attempts");
+};
+
+// Any message from the server postpones its deadline.
+cases.any_message_keeps_the_server_alive = () => {
+  const { socket, clock, connect } = make();
+  const ws = connect();
+  for (let i = 0; i < 10; i++) {
+    clock.advance(0.9);
+    ws.receive("news");
+  }
+  same(socket.state, "open", "state");
+  same(ws.sent.length, 1, "pings sent");
+};
+
+// A deadline that fires late (a frozen page) first lets the messages that
+// arrived meanwhile be read; a server that really was silent is dropped.
+cases.a_late_deadline_reads_what_arrived_first = () => {
+  const { socket, clock, connect } = make();
+  const ws = connect();
+  clock.t += 10;  // frozen: no timer ran
+  clock.advance(0);
+  same(socket.state, "open", "state right after the freeze");
+  ws.receive('{"type":"ping","t":3}');
+  clock.advance(0.1);
+  same(socket.state, "open", "state once the waiting message is read");
+  clock.t += 10;
+  clock.advance(0.1);
+  same(socket.state, "reconnecting", "state when nothing was waiting");
+};
+
+// Failed attempts double the wait up to maxDelay; a healthy connection
+// starts the count over.
+cases.backoff_grows_to_the_cap_and_resets_once_healthy = () => {
+  const { clock, sockets, connect } = make({ maxDelay: 10 });
+  const waits = [];
+  for (let i = 0; i < 6; i++) {
+    const before = sockets.length;
+    const start = clock.now();
+    sockets.at(-1).drop();
+    while (sockets.length === before) clock.advance(0.25);
+    waits.push(clock.now() - start);
+  }
+  same(waits, [1, 2, 4, 8, 10, 10], "waits");
+  connect();
+  const start = clock.now();
+  sockets.at(-1).drop();
+  while (sockets.length === 7) clock.advance(0.25);
+  same(clock.now() - start, 1, "wait after a healthy connection");
+};
+
+// Full jitter: a delay anywhere in [0, cap], never above maxDelay.
+cases.full_jitter_stays_between_zero_and_the_cap = () => {
+  same(backoffDelay(3, 1, 30, () => 0), 0, "random 0");
+  same(backoffDelay(3, 1, 30, () => 0.5), 4, "random 0.5");
+  same(backoffDelay(5000, 1, 30, () => 0.99), 29.7, "huge attempt");
+};
+
+// A full server (close 4013) is given half to all of maxDelay.
+cases.a_full_server_is_not_hammered = () => {
+  const { clock, sockets } = make({ random: () => 0 });
+  sockets[0].open();
+  sockets[0].drop(4013, "server full");
+  clock.advance(14.9);
+  same(sockets.length, 1, "attempts before half the cap");
+  clock.advance(0.2);
+  same(sockets.length, 2, "attempts after half the cap");
+};
+
+// A message sent while the server is closing the socket waits for the
+// next connection instead of being dropped.
+cases.sending_during_a_close_waits_for_the_next_connection = () => {
+  const { socket, clock, sockets, connect } = make();
+  const ws = connect();
+  ws.readyState = 2;  // the server's close frame has arrived
+  socket.send("late");
+  ws.drop(4000, "heartbeat timeout");
+  clock.advance(1);
+  same(connect().sent.slice(1), ["late"], "sent on the next connection");
+  same(ws.sent.length, 1, "sent on the closing one");
+};
+
+// The auth token goes first on every connection; a refusal is final.
+cases.authenticates_first_and_stops_when_refused = () => {
+  const { socket, clock, sockets } = make({ authToken: "s3cret" });
+  sockets[0].open();
+  same(sockets[0].sent, ["auth s3cret", '{"type":"ping","t":1}'], "sent on open");
+  sockets[0].drop(4001, "unauthorized");
+  same(socket.state, "closed", "state");
+  clock.advance(100);
+  same(sockets.length, 1, "attempts");
+};
+
+// The send buffer is bounded and says so; nothing it accepted is lost.
+cases.the_buffer_is_bounded_and_loud = () => {
+  const { socket, connect } = make({ maxBuffered: 2 });
+  socket.send("a");
+  socket.send("b");
+  let refused = null;
+  try {
+    socket.send("c");
+  } catch (error) {
+    refused = error;
+  }
+  check(refused instanceof BufferFullError, `third send: ${refused}`);
+  same(connect().sent.slice(1), ["a", "b"], "sent");
+};
+
+// Back online, or visible again: reconnect at once, not after the backoff.
+cases.online_or_visible_reconnects_at_once = () => {
+  const { sockets } = make();
+  sockets[0].drop();
+  window.dispatchEvent(new Event("online"));
+  same(sockets.length, 2, "attempts after online");
+  sockets[1].drop();
+  Object.defineProperty(document, "visibilityState", { value: "visible", configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+  same(sockets.length, 3, "attempts after visibilitychange");
+};
+
+// An attempt that never opens is given up after the timeout.
+cases.a_hanging_attempt_times_out = () => {
+  const { socket, clock, sockets } = make({ timeout: 2 });
+  clock.advance(1.99);
+  same(socket.state, "connecting", "state before the timeout");
+  clock.advance(0.02);
+  same(sockets[0].closedWith, [4000, "connect timeout"], "close");
+  same(socket.state, "reconnecting", "state");
+};
+
+// The server's hello sets the timing, unless the page chose its own.
+cases.the_server_sets_the_timing_unless_the_page_did = () => {
+  const { socket, connect } = make({ timeout: 9 });
+  connect();
+  same([socket.interval, socket.timeout], [1, 9], "timing");
+};
+
+// close() ends it all: no timer, no reconnection, no more sending.
+cases.close_is_final = () => {
+  const { socket, clock, sockets, events, connect } = make();
+  const ws = connect();
+  socket.close();
+  same(ws.closedWith, [1000, ""], "close");
+  ws.drop(1000);
+  clock.advance(100);
+  same(sockets.length, 1, "attempts");
+  same(clock.calls.size, 0, "timers left");
+  same(events.slice(-2), ["closed", "close 1000"], "events");
+  let refused = false;
+  try {
+    socket.send("late");
+  } catch {
+    refused = true;
+  }
+  check(refused, "send after close");
+  window.dispatchEvent(new Event("online"));
+  same(sockets.length, 1, "attempts after online");
+};

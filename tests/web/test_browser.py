@@ -1,0 +1,216 @@
+"""
+The README's page and the status page in headless Chromium, against a real
+server on loopback that the test freezes, kills and restarts.
+"""
+
+import http.server
+import json
+import re
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from urllib.request import urlopen
+
+from ..processes import wait_for
+from ..webserver import AnsweringPeer, WebServer
+
+README = Path(__file__).parents[2] / "README.rst"
+
+
+def readme_page(websocket_port):
+    """
+    The README's ten-line page, pointed at the test's server.
+    """
+    text = README.read_text()
+    start = text.index("    <!doctype html>")
+    block = textwrap.dedent(text[start:text.index("\n\n", start)])
+    assert len(block.splitlines()) == 10
+    assert block.count("localhost:8080") == 2
+    return block.replace("localhost:8080", f"127.0.0.1:{websocket_port}").encode()
+
+
+@pytest.fixture
+def serve_page():
+    """
+    Serve one page from 127.0.0.1, as an application's own web server
+    would; return its URL.
+    """
+    servers = []
+
+    def serve(body):
+        class Page(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def twistd():
+    """Start servers that are stopped after the test, restarts included."""
+    servers = []
+
+    def start(*options, ports):
+        servers.append(WebServer(*options, ports=ports))
+        return servers[-1]
+
+    def restart(server):
+        servers.append(server.restart())
+        return servers[-1]
+
+    start.restart = restart
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def open_page(page, url):
+    """Load the README page; return the list its console lines go to."""
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(url)
+    page.wait_for_function("window.socket !== undefined")
+    page.evaluate("""() => {
+        window.states = [];
+        socket.addEventListener("statechange",
+            () => states.push([socket.state, performance.now()]));
+    }""")
+    return console
+
+
+def logged(page, console, line):
+    """Whether the page has logged C{line}; asking the page lets Playwright
+    deliver the console events waiting for it."""
+    page.title()
+    return line in console
+
+
+def state(page):
+    """What the README page shows: its state, in its title."""
+    return page.title()
+
+
+def test_page_survives_a_dead_server(page, twistd, serve_page, figure):
+    """The README page shows open; a frozen server is noticed within the
+    timeout; after a restart the page reconnects within the backoff cap and
+    what was sent meanwhile arrives, in order."""
+    timeout = 1.5
+    server = twistd("--interval", "0.5", "--timeout", str(timeout),
+                    ports=("port", "websocket-port"))
+    console = open_page(page, serve_page(readme_page(server.ports["websocket-port"])))
+    wait_for(lambda: state(page) == "open", 10, what="page open")
+    wait_for(lambda: logged(page, console, "got hello"), 5, what="the first echo")
+
+    server.pause()
+    paused = page.evaluate("states.length = 0; performance.now()")
+    wait_for(lambda: state(page) in ("reconnecting", "closed"), timeout + 5,
+             what="dead server noticed")
+    # Measured in the page, so that the test's polling does not count.
+    noticed = (page.evaluate("states[0][1]") - paused) / 1000
+    assert noticed < timeout + 0.5
+    page.evaluate("for (let i = 0; i < 5; i++) socket.send('m' + i)")
+    assert state(page) != "open"
+
+    server = twistd.restart(server)
+    restarted = time.monotonic()
+    wait_for(lambda: state(page) == "open", 30 + timeout + 5, what="page back")
+    back = time.monotonic() - restarted
+    wait_for(lambda: logged(page, console, "got m4"), 5, what="the buffered echoes")
+    got = [line for line in console if line.startswith("got ")]
+    assert got == ["got hello"] + [f"got m{i}" for i in range(5)]
+    states = [s for s, _ in page.evaluate("states")]
+    assert states[:2] == ["reconnecting", "connecting"] and states[-1] == "open"
+    figure("browser, timeout 1.5 s: frozen server noticed after", noticed, "s")
+    figure("browser: back after the server restarted, within", back, "s")
+
+
+def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
+    """A page whose scripts cannot run (paused, as a frozen tab's are) is
+    still answered for by the browser: the server keeps it and measures its
+    round trip, and once running again the page carries on without a
+    reconnection."""
+    timeout = 1.0
+    server = twistd("--interval", "0.3", "--timeout", str(timeout),
+                    ports=("port", "websocket-port", "status-port"))
+    open_page(page, serve_page(readme_page(server.ports["websocket-port"])))
+    wait_for(lambda: state(page) == "open", 10, what="page open")
+
+    def status():
+        return json.load(urlopen(server.url("status-port", "/status.json"), timeout=5))
+
+    page.evaluate("states.length = 0")
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Debugger.enable")
+    devtools.send("Debugger.pause")
+    before = status()["totals"]
+    time.sleep(4 * timeout)
+    during = status()
+    devtools.send("Debugger.resume")
+    time.sleep(timeout)
+    after = status()
+
+    assert during["totals"]["pings_received"] == before["pings_received"]
+    assert during["totals"]["pings_sent"] >= before["pings_sent"] + 5
+    [row] = during["connections"]
+    assert row["silent_for"] < timeout and row["rtt"] is not None
+    assert after["totals"]["timed_out"] == 0 and after["totals"]["accepted"] == 1
+    assert after["totals"]["pings_received"] > before["pings_received"]
+    assert page.evaluate("states") == [] and state(page) == "open"
+
+
+def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts):
+    """The status page lists the test's line and WebSocket peers with their
+    round trips, and its chart draws; a screenshot is kept."""
+    server = twistd("--interval", "0.5", "--timeout", "1.5",
+                    ports=("port", "websocket-port", "status-port"))
+    peers = [AnsweringPeer(server.ports["port"]) for _ in range(3)]
+    url = serve_page(readme_page(server.ports["websocket-port"]))
+    pages = [browser.new_page() for _ in range(2)]
+    for other in pages:
+        open_page(other, url)
+    page.set_viewport_size({"width": 1100, "height": 760})
+    page.goto(server.url("status-port"))
+
+    def rows():
+        cells = page.eval_on_selector_all(
+            "#connections tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        if len(cells) == 5 and all(r[5] != "–" for r in cells):
+            return cells
+
+    table = wait_for(rows, 10, what="five connections with round trips")
+    assert sorted(r[1] for r in table) == ["line"] * 3 + ["websocket"] * 2
+    line_ports = {"127.0.0.1:%d" % p.sock.getsockname()[1] for p in peers}
+    assert {r[2] for r in table if r[1] == "line"} == line_ports
+    assert re.fullmatch(r"\d+\.\d ms", table[0][5])
+    assert page.text_content("#open") == "5"
+
+    def drawn():
+        points = page.eval_on_selector_all(
+            "#chart polyline", "lines => lines.map(l => l.getAttribute('points'))")
+        return all(len(p.split()) >= 3 for p in points) and len(points) == 2
+
+    wait_for(drawn, 10, what="chart drawn with three samples")
+    time.sleep(0.3)
+    page.screenshot(path=str(artifacts / "status-page.png"), full_page=True)
+    for other in pages:
+        other.close()
+    for peer in peers:
+        peer.close()
