@@ -146,6 +146,8 @@ def test_one_worker_is_the_plain_single_process_server():
         (["--workers", "two"], "--workers must be a whole number >= 1"),
         (["--workers", "2", "--port", "ssl:1234:privateKey=k.pem"],
          "--workers above 1 needs a tcp:, tcp6: or unix: --port"),
+        (["--workers", "2", "--status-port", "tcp:0"],
+         "--status-port needs --workers 1"),
     ],
 )
 def test_bad_workers_are_refused_in_one_line(arguments, message):
