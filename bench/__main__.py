@@ -36,9 +36,12 @@ def main(argv=None) -> None:
                         default=[1, 2],
                         help="worker counts for the heartbeat server in the "
                         "throughput and workers scenarios (default 1,2)")
+    parser.add_argument("--ping-interval", type=float, default=25.0,
+                        help="how often each held connection pings (hold "
+                        "scenario; the server's interval is 25 s)")
     parser.add_argument("--rounds", type=int,
-                        help="interleaved throughput runs per server "
-                        "(default 3; quick 1)")
+                        help="interleaved runs per server in hold and "
+                        "throughput (default 3; quick 1)")
     parser.add_argument("--lean-loadgen", action="store_true",
                         help="plain asyncio in the load generator, to see "
                         "what uvloop saves")
@@ -56,6 +59,7 @@ def main(argv=None) -> None:
         out.write(scenarios.hold(
             kinds, args.sizes or ([1000] if quick else [1000, 5000, 15000]),
             args.hold_seconds or (2.0 if quick else 30.0), logdir,
+            args.ping_interval, args.rounds or (1 if quick else 3),
         ) + "\n")
     if "throughput" in chosen:
         out.write(scenarios.throughput(
