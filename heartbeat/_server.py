@@ -38,7 +38,12 @@ class CountedByServer:
     Counts a served connection's heartbeats on its server factory, for the
     summary, the status page and the metrics.  Mixed in before a framing
     (line or WebSocket), whatever factory built the protocol.
+
+    @ivar heartbeatAdmitted: whether the connection may hear broadcasts:
+        C{False} while it still owes its C{auth} line.
     """
+
+    heartbeatAdmitted = True
 
     @property
     def heartbeatServer(self) -> "HeartbeatServerFactory":
@@ -73,7 +78,6 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
 
     log = Logger()
     _registered = False
-    _awaitingAuth = False
     _authCall: Optional[IDelayedCall] = None
     _lastPingAt: Optional[float] = None
     _pingStrikes = 0
@@ -97,7 +101,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         self.log.info("{peer} connected", peer=_peer(self))
         super().connectionMade()
         if factory.authToken is not None:
-            self._awaitingAuth = True
+            self.heartbeatAdmitted = False
             self._authCall = factory.clock.callLater(
                 factory.authTimeout, self._authExpired
             )
@@ -115,7 +119,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         super().connectionLost(reason)
 
     def lineReceived(self, line: bytes) -> None:
-        if self._awaitingAuth:
+        if not self.heartbeatAdmitted:
             self._authenticate(line[:-1] if line[-1:] == b"\r" else line)
         else:
             super().lineReceived(line)
@@ -124,7 +128,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         token = self.factory.authToken
         prefix = AUTH + b" "
         if line.startswith(prefix) and hmac.compare_digest(line[len(prefix) :], token):
-            self._awaitingAuth = False
+            self.heartbeatAdmitted = True
             self._cancelAuth()
         else:
             self.log.warn("{peer} did not authenticate", peer=_peer(self))
@@ -287,13 +291,14 @@ class HeartbeatServerFactory(Factory):
 
     def broadcast(self, line: bytes, exclude: object = None) -> int:
         """
-        Send an application line to every connection but C{exclude}.
+        Send an application line to every admitted connection but
+        C{exclude} (one that has not authenticated yet hears nothing).
 
         @return: how many connections it was sent to.
         """
         sent = 0
         for protocol in list(self.connections):
-            if protocol is not exclude:
+            if protocol is not exclude and protocol.heartbeatAdmitted:
                 protocol.sendMessage(line)
                 sent += 1
         return sent

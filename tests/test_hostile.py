@@ -287,3 +287,18 @@ def test_write_cap_leaves_line_receiver_flow_control_alone(clock):
     assert transport.value() == b""
     protocol.resumeProducing()
     assert transport.value() == b"one\ntwo\n"
+
+
+def test_broadcast_skips_connections_yet_to_authenticate(clock):
+    """A stranger that has not sent its auth line hears no broadcast."""
+    from heartbeat import BroadcastServerProtocol
+
+    factory = HeartbeatServerFactory(clock=clock, authToken=b"s3cret")
+    factory.protocol = BroadcastServerProtocol
+    member, tm = connect(factory, HalfCloseTransport())
+    member.dataReceived(b"auth s3cret\n")
+    stranger, tx = connect(factory, HalfCloseTransport())
+    other, to = connect(factory, HalfCloseTransport())
+    other.dataReceived(b"auth s3cret\nnews\n")
+    assert tm.value() == b"news\n"
+    assert tx.value() == b""

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from .certificates import make_certificate
-from .processes import CLIENT, ENV, LoggedProcess, Peer, Server, wait_for
+from .processes import CLIENT, LoggedProcess, Server, wait_for
 
 
 def rss_bytes(pid: int) -> int:
@@ -48,7 +48,6 @@ def test_slowloris_is_cut_by_line_timeout():
     try:
         peer = server.connect()
         started = time.monotonic()
-        reply = b""
         while time.monotonic() - started < 5:
             peer.send(b"x")
             if peer.closed_within(0.3):
