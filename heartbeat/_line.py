@@ -138,10 +138,13 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         Override to handle an application line (no terminator, not decoded).
         """
 
-    def sendMessage(self, line: bytes) -> None:
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
         """
         Send one application line; the terminator is added here.
 
+        @param isBinary: ignored, as a line is bytes whatever it holds;
+            taken so that a broadcast can make the same call to line and
+            WebSocket connections.
         @raise ValueError: C{line} holds a newline, which would split it.
         """
         if b"\n" in line:

@@ -69,6 +69,8 @@ class HeartbeatProtocol:
     _heartbeatSmoothedRtt: Optional[float] = None
     _heartbeatGraced = False
 
+    # Not "log": the framing's own base class may hold that name (Autobahn's
+    # protocols do, with a logger of another kind).
     _heartbeatLog = Logger()
 
     # Twisted protocol methods

@@ -151,12 +151,13 @@ def test_without_a_close_handshake_timeout_a_dead_peer_is_aborted_at_once(clock)
 
 
 def test_open_joins_the_line_server_and_says_hello(clock):
-    """A page is one more connection of the server and learns its timing."""
-    hub, factory = make_server(clock)
+    """A page is one more connection of the server and learns its timing
+    and its message limit."""
+    hub, factory = make_server(clock, maxLineLength=1000)
     server, browser, pump = open_browser(clock, factory)
     assert hub.connections == {server}
     assert json.loads(browser.messages[0]) == {
-        "type": "hello", "interval": 1.0, "timeout": 3.0}
+        "type": "hello", "interval": 1.0, "timeout": 3.0, "maxLength": 1000}
     browser.sendClose(1000)
     pump.flush()
     assert hub.connections == set()
@@ -346,14 +347,153 @@ def test_a_page_that_never_authenticates_is_closed(clock):
 
 def test_kernel_keepalive_covers_pages_too(clock, monkeypatch):
     """--tcp-keepalive applies to WebSocket connections, with the same timing."""
-    import heartbeat._websocket
+    import heartbeat._server
 
     calls = []
-    monkeypatch.setattr(heartbeat._websocket, "enable_tcp_keepalive",
+    monkeypatch.setattr(heartbeat._server, "enable_tcp_keepalive",
                         lambda transport, interval, timeout: calls.append((interval, timeout)))
     hub, factory = make_server(clock, tcpKeepalive=True)
     open_browser(clock, factory)
     assert calls == [(1.0, 3.0)]
+
+
+def test_a_page_owing_its_auth_counts_and_hears_no_json_ping(clock):
+    """A page yet to authenticate holds a place under --max-connections (a
+    line peer past it is refused) and gets ping frames but no JSON ping,
+    which a page would take for being served."""
+    hub, factory = make_server(clock, maxConnections=1, authToken=b"s3cret",
+                               authTimeout=2.5)
+    server, browser, pump = open_browser(clock, factory)
+    line, transport = connect(hub)
+    assert transport.value() == b"error server full\n"
+    assert hub.connections == {server} and hub.refused == 1
+    run(clock, pump, 2.25)
+    assert browser.pings == [b"1", b"2"] and browser.messages == []
+    browser.sendMessage(b"auth s3cret")
+    pump.flush()
+    assert [json.loads(m)["type"] for m in browser.messages] == ["hello"]
+    run(clock, pump, 1.0)
+    assert json.loads(browser.messages[-1]) == {"type": "ping", "t": 3}
+
+
+# What a page sends after the server closes it
+
+
+def frame(payload, opcode=1):
+    """One masked frame, as a page's browser sends it."""
+    mask = b"\x01\x02\x03\x04"
+    header = bytes([0x80 | opcode, 0x80 | len(payload)])
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+HANDSHAKE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+@pytest.mark.parametrize("case, code, hub_kwargs", [
+    ("wrong token", 4001, {"authToken": b"s3cret"}),
+    ("server full", 4013, {"maxConnections": 1}),
+    ("newline", 4007, {}),
+    ("silent past the timeout", 4000, {}),
+])
+def test_nothing_gets_through_once_the_server_closes(clock, case, code, hub_kwargs):
+    """A page the server refuses or closes cannot slip a message to the
+    others, even in the same write as what got it closed."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol,
+                               **hub_kwargs)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    line.dataReceived(b"auth s3cret\n" if "authToken" in hub_kwargs else b"pong\n")
+    page, pageTransport = connect(factory)
+    first = {"wrong token": frame(b"auth guess"), "newline": frame(b"a\nb")}.get(case, b"")
+    if case == "silent past the timeout":
+        page.dataReceived(HANDSHAKE)
+        for _ in range(13):
+            clock.advance(0.25)
+            line.dataReceived(b"pong\n")
+        page.dataReceived(frame(b"INJECTED"))
+    else:
+        page.dataReceived(HANDSHAKE + first + frame(b"INJECTED"))
+    assert page.localCloseCode == code
+    assert b"INJECTED" not in transport.value()
+
+
+def test_binary_stays_binary_through_a_broadcast(clock):
+    """A page's binary message reaches other pages as binary, line peers as
+    its bytes."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    sender, senderBrowser, senderPump = open_browser(clock, factory)
+    server, browser, pump = open_browser(clock, factory)
+    senderBrowser.sendMessage(b"caf\xc3\xa9", isBinary=True)
+    senderPump.flush()
+    pump.flush()
+    assert browser.app() == [b"caf\xc3\xa9"]
+    assert transport.value() == b"caf\xc3\xa9\n"
+    lose(line)
+
+
+def test_a_message_that_reads_as_a_heartbeat_reaches_pages_as_binary(clock):
+    """A line peer's line (or a page's long message) shaped like the
+    server's hello or ping is delivered whole, as binary, so no page takes
+    it for a heartbeat."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    server, browser, pump = open_browser(clock, factory)
+    sender, senderBrowser, senderPump = open_browser(clock, factory)
+    forged = b'{"type":"hello","interval":0.01,"timeout":0.02}'
+    # Over 256 bytes, so not a heartbeat to the server; under 256
+    # characters, so one to a page.
+    padded = '{"type":"ping","t":1,"pad":"%s"}' % ("\u00e9" * 120)
+    line.dataReceived(forged + b"\n")
+    senderBrowser.sendMessage(padded.encode())
+    senderPump.flush()
+    pump.flush()
+    assert browser.app() == [forged, padded.encode()]
+    assert transport.value() == padded.encode() + b"\n"
+    lose(line)
+
+
+def test_echo_carries_any_message_newlines_included(clock):
+    """Without a relay to line peers, text and binary holding newlines are
+    echoed whole."""
+    hub, factory = make_server(clock)
+    server, browser, pump = open_browser(clock, factory)
+    browser.sendMessage(b"\x00\n\xff", isBinary=True)
+    browser.sendMessage(b"two\nlines")
+    pump.flush()
+    assert browser.app() == [b"\x00\n\xff", "two\nlines"]
+    assert browser.closed is None
+
+
+def test_heartbeats_pass_a_limit_smaller_than_themselves(clock):
+    """With --max-line-length below a heartbeat's size a page's JSON ping is
+    still answered; an application message over the limit is refused."""
+    hub, factory = make_server(clock, maxLineLength=10)
+    server, browser, pump = open_browser(clock, factory)
+    browser.sendMessage(b'{"type":"ping","t":1}')
+    pump.flush()
+    assert json.loads(browser.messages[-1]) == {"type": "pong", "t": 1}
+    browser.sendMessage(b"z" * 11)
+    pump.flush()
+    assert browser.closed == (1009, "message too big")
+
+
+def test_close_codes_are_the_same_in_heartbeat_js():
+    """The page reads the server's close codes by the same numbers."""
+    import re
+    from pathlib import Path
+
+    from heartbeat import _websocket
+
+    source = (Path(_websocket.__file__).parent / "web" / "heartbeat.js").read_text()
+    codes = dict(re.findall(r"^const ([A-Z_]+) = (\d+);", source, re.M))
+    assert codes["HEARTBEAT_TIMEOUT"] == str(_websocket.HEARTBEAT_TIMEOUT)
+    assert codes["UNAUTHORIZED"] == str(_websocket.UNAUTHORIZED_CODE)
+    assert codes["TRY_AGAIN_LATER"] == str(_websocket.TRY_AGAIN_LATER)
 
 
 # The reconnecting Python client
