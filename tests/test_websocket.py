@@ -482,6 +482,37 @@ def test_heartbeats_pass_a_limit_smaller_than_themselves(clock):
     assert browser.closed == (1009, "message too big")
 
 
+def test_slow_page_is_dropped_past_the_write_cap(clock):
+    """A page that stops reading is dropped once maxWriteBuffer bytes wait
+    (messages and pings alike); until then nothing is lost, and the writer
+    and the other pages carry on."""
+    from twisted.logger import capturedLogs
+
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol,
+                               maxWriteBuffer=10_000)
+    hub.protocol = BroadcastServerProtocol
+    writer, writerTransport = connect(hub)
+    slow, transport = connect(factory)
+    slow.dataReceived(HANDSHAKE)
+    other, otherBrowser, otherPump = open_browser(clock, factory)
+    transport.clear()
+    transport.producer.pauseProducing()  # the transport's buffer is full
+    with capturedLogs() as events:
+        # Each 99-byte line is a frame of 101 bytes: 99 fit under the cap.
+        for _ in range(99):
+            writer.dataReceived(b"x" * 99 + b"\n")
+        assert not transport.disconnecting
+        assert len(transport.value()) == 99 * 101
+        writer.dataReceived(b"y" * 99 + b"\n")
+        writer.dataReceived(b"z" * 99 + b"\n" + b"ping 1\n")
+    assert transport.disconnected
+    assert len([e for e in events if "reads too slowly" in e["log_format"]]) == 1
+    assert len(transport.value()) == 99 * 101
+    otherPump.flush()
+    assert len(otherBrowser.app()) == 101
+    assert writerTransport.value() == b"pong 1\n"
+
+
 def test_close_codes_are_the_same_in_heartbeat_js():
     """The page reads the server's close codes by the same numbers."""
     import re
