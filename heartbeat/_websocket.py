@@ -433,7 +433,15 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
     client.  Subclass and override L{messageReceived}.
     """
 
-    _healthy = False
+    _heardFromServer = False
+
+    @property
+    def _healthy(self) -> bool:
+        # What the factory asks before it sends through this connection:
+        # once the close handshake has begun (our heartbeat timeout, or the
+        # server's close) a message would be dropped, so the factory keeps
+        # it for the next connection instead.
+        return self._heardFromServer and self.state == _OPEN
 
     def heartbeatSettings(self) -> HeartbeatClientFactory:
         return self.factory  # type: ignore[no-any-return]
@@ -464,8 +472,8 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
             self.factory.serverClosedWithError(reason.encode())
 
     def _heard(self) -> None:
-        if not self._healthy:
-            self._healthy = True
+        if not self._heardFromServer:
+            self._heardFromServer = True
             self.factory.clientConnectionHealthy(self)
 
 
@@ -476,7 +484,15 @@ class HeartbeatWebSocketClientFactory(HeartbeatClientFactory, WebSocketClientFac
 
     Connect it with C{connectEndpoint(clientFromString(reactor,
     "tcp:host:port"))} (C{tls:} for C{wss://}); C{url} names the host and
-    path sent in the handshake.  L{maxLineLength} caps a message.
+    path sent in the handshake.  L{maxLineLength} caps a message, read at
+    each connection like the timing.  From the moment a connection begins
+    to close it is no longer the connected one: messages sent then are
+    kept for the next.
+
+    Autobahn's client waits C{serverConnectionDropTimeout} (1 s) for the
+    server to drop the TCP connection after a clean close, on the global
+    reactor (C{txaio}) rather than on L{clock}: a test on a fake clock
+    whose server never drops leaves that call on the reactor.
     """
 
     protocol = HeartbeatWebSocketClientProtocol

@@ -651,6 +651,47 @@ def test_client_drops_a_dead_server_and_reconnects(clock):
     assert len(endpoint.attempts) == 2
 
 
+def test_client_keeps_messages_sent_while_its_connection_closes(clock):
+    """Once the client has declared the server dead and sent its close, a
+    message sent is kept for the next connection, and whenConnected waits
+    for that one."""
+    hub, factory, endpoint = make_client(clock)
+    got = []
+    endpoint.factory.protocol = type("Recorder", (endpoint.factory.protocol,), {
+        "messageReceived": lambda self, payload, isBinary: got.append(payload)})
+    client, server, pump = endpoint.accept()
+    pump.serverIO.write = lambda data: None
+    pump.clientIO.write = lambda data: None
+    run(clock, pump, 3.25)
+    assert client.localCloseCode == 4000 and not pump.clientIO.disconnected
+    assert factory.connectedProtocol is None
+    factory.sendMessage(b"kept")
+    assert factory.bufferedMessages == 1
+    connected = factory.whenConnected()
+    assert not connected.called
+    run(clock, pump, 1.0)
+    assert pump.clientIO.disconnected
+    clock.advance(next_delay(clock))
+    again, server, pump = endpoint.accept()
+    assert got == [b"kept"]
+    assert connected.result is again
+
+
+def test_client_reads_its_message_limit_at_each_connection(clock):
+    """maxLineLength set after the factory was made governs the next
+    connection: a longer message from the server closes it with 1009."""
+    hub, factory, endpoint = make_client(clock, maxLineLength=300)
+    got = []
+    factory.protocol = type("Recorder", (factory.protocol,), {
+        "messageReceived": lambda self, payload, isBinary: got.append(payload)})
+    client, server, pump = endpoint.accept()
+    server.sendMessage(b"x" * 300)
+    server.sendMessage(b"y" * 301)
+    pump.flush()
+    assert got == [b"x" * 300]
+    assert client.localCloseCode == 1009
+
+
 def test_stop_trying_says_goodbye(clock):
     """stopTrying sends a normal close frame and fires whenStopped."""
     hub, factory, endpoint = make_client(clock)
