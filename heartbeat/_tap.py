@@ -4,12 +4,12 @@ C{twistd heartbeat}: the ready line server as a twistd plugin.
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ._listener import Listener
 from ._options import (
     HeartbeatOptions,
     positive_float,
@@ -161,7 +161,5 @@ def makeService(options: Options) -> IService:
         maxConnections=options["max-connections"],
         mode="broadcast" if options["broadcast"] else "echo",
     )
-    service = StreamServerEndpointService(
-        serverFromString(reactor, options["port"]), factory
-    )
+    service = Listener("port", options["port"], factory, reactor)
     return with_web_services(options, factory, service)
