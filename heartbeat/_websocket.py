@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import random as _random
 from types import SimpleNamespace
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import (
@@ -370,6 +371,20 @@ class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
         self.heartbeatServer.broadcast(payload, exclude=self, isBinary=isBinary)
 
 
+def origin_pattern(origin: str) -> str:
+    """
+    An origin as a browser sends it (C{https://app.example.com}, C{*} in
+    the host matching anything) as Autobahn matches it: with its port.
+
+    @raise ValueError: not an http or https origin.
+    """
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+        raise ValueError(f"{origin!r} is not an origin such as https://example.com")
+    port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
 class HeartbeatWebSocketServerFactory(WebSocketServerFactory):
     """
     Serves WebSocket connections as part of a L{HeartbeatServerFactory}.
@@ -381,12 +396,34 @@ class HeartbeatWebSocketServerFactory(WebSocketServerFactory):
     protocol = HeartbeatWebSocketServerProtocol
     noisy = False
 
-    def __init__(self, heartbeatServer: HeartbeatServerFactory, **kwargs: object):
+    def __init__(
+        self,
+        heartbeatServer: HeartbeatServerFactory,
+        allowedOrigins: Optional[Sequence[str]] = None,
+        **kwargs: object,
+    ):
+        """
+        @param allowedOrigins: the origins whose pages may connect (see
+            L{origin_pattern}); others are refused at the handshake (400), so
+            that a page elsewhere cannot use its visitors' browsers to reach
+            the server.  Programs, which send no C{Origin}, are not affected.
+            C{None}: pages from anywhere.
+        """
         super().__init__(**kwargs)
         self.heartbeatServer = heartbeatServer
         self.clock = heartbeatServer.clock
         self._batched_timer = _timers_on(self.clock)
-        self.setProtocolOptions(webStatus=False, failByDrop=False)
+        self.setProtocolOptions(
+            webStatus=False,
+            failByDrop=False,
+            allowedOrigins=(
+                ["*"]
+                if allowedOrigins is None
+                else [origin_pattern(origin) for origin in allowedOrigins]
+            ),
+            # Pages from files say "null": anyone's, so allowed only to all.
+            allowNullOrigin=allowedOrigins is None,
+        )
 
 
 def websocket_site(factory: HeartbeatWebSocketServerFactory) -> Site:

@@ -39,6 +39,15 @@ class WebOptions(usage.Options):
             "Needs heartbeat[websocket].",
         ],
         [
+            "allowed-origins",
+            None,
+            None,
+            "Origins whose pages may open a WebSocket, comma-separated, as "
+            "browsers send them: https://app.example.com,http://localhost:3000 "
+            "(* in a host matches anything). Programs, which send no Origin, "
+            "are not affected. [default: pages from anywhere]",
+        ],
+        [
             "status-port",
             None,
             None,
@@ -70,6 +79,24 @@ class WebOptions(usage.Options):
             for other in ("port", "websocket-port"):
                 if other != name and self[other] and _same_port(description, self[other]):
                     raise usage.UsageError(f"--{name} must differ from --{other}")
+        if self["allowed-origins"] is not None:
+            self["allowed-origins"] = _origins(self)
+
+
+def _origins(options: usage.Options) -> list:
+    if options["websocket-port"] is None:
+        raise usage.UsageError("--allowed-origins needs --websocket-port")
+    from ._websocket import origin_pattern
+
+    origins = [o.strip() for o in options["allowed-origins"].split(",") if o.strip()]
+    try:
+        for origin in origins:
+            origin_pattern(origin)
+    except ValueError as e:
+        raise usage.UsageError(f"--allowed-origins: {e}")
+    if not origins:
+        raise usage.UsageError("--allowed-origins must name at least one origin")
+    return origins
 
 
 def _same_port(description: str, other: str) -> bool:
@@ -176,7 +203,7 @@ def _websocket_site(options: usage.Options, server: HeartbeatServerFactory):
         websocket_site,
     )
 
-    factory = HeartbeatWebSocketServerFactory(server)
+    factory = HeartbeatWebSocketServerFactory(server, options["allowed-origins"])
     if options["broadcast"]:
         factory.protocol = BroadcastWebSocketServerProtocol
     return websocket_site(factory)

@@ -513,6 +513,39 @@ def test_slow_page_is_dropped_past_the_write_cap(clock):
     assert writerTransport.value() == b"pong 1\n"
 
 
+@pytest.mark.parametrize("origin, allowed", [
+    (b"https://app.example.com", True),
+    (b"http://localhost:3000", True),
+    (b"https://eu.cdn.example.com", True),
+    (b"https://evil.example.org", False),
+    (b"http://app.example.com", False),
+    (b"null", False),
+    (None, True),
+])
+def test_allowed_origins_keep_other_pages_out(clock, origin, allowed):
+    """With allowedOrigins only pages from those origins get a WebSocket
+    (others are refused at the handshake); programs, which send no Origin,
+    still do."""
+    hub = HeartbeatServerFactory(clock=clock)
+    factory = HeartbeatWebSocketServerFactory(hub, allowedOrigins=[
+        "https://app.example.com", "http://localhost:3000", "https://*.cdn.example.com"])
+    page, transport = connect(factory)
+    header = b"" if origin is None else b"Origin: " + origin + b"\r\n"
+    page.dataReceived(HANDSHAKE[:-2] + header + b"\r\n")
+    status = transport.value().split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 101 " if allowed else b"HTTP/1.1 400 ")
+    assert (hub.connections == {page}) is allowed
+
+
+def test_by_default_pages_from_anywhere_may_connect(clock):
+    """Without allowedOrigins any page connects, one opened from a file too."""
+    hub, factory = make_server(clock)
+    for origin in [b"https://anywhere.example", b"null"]:
+        page, transport = connect(factory)
+        page.dataReceived(HANDSHAKE[:-2] + b"Origin: " + origin + b"\r\n\r\n")
+        assert transport.value().startswith(b"HTTP/1.1 101")
+
+
 def test_close_codes_are_the_same_in_heartbeat_js():
     """The page reads the server's close codes by the same numbers."""
     import re

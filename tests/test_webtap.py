@@ -94,6 +94,26 @@ def test_a_port_that_cannot_listen_stops_the_server(option):
     assert "Traceback" not in log
 
 
+def test_allowed_origins_reach_the_websocket_factory():
+    """--allowed-origins limits the pages that may connect; a value that is
+    not an origin, or the option without a WebSocket port, is refused."""
+    service = makeService(parse(
+        "--port", "tcp:0", "--websocket-port", "tcp:0",
+        "--allowed-origins", "https://app.example.com, http://localhost:3000"))
+    line, websocket = list(service)
+    wsFactory = websocket.factory.resource.children[b""]._websocket._factory
+    assert wsFactory.allowedOrigins == ["https://app.example.com:443",
+                                        "http://localhost:3000"]
+    for argv, message in [
+        (["--websocket-port", "0", "--allowed-origins", "app.example.com"],
+         "^--allowed-origins: 'app.example.com' is not an origin"),
+        (["--allowed-origins", "https://app.example.com"],
+         "^--allowed-origins needs --websocket-port$"),
+    ]:
+        with pytest.raises(usage.UsageError, match=message):
+            parse(*argv)
+
+
 def test_missing_extra_says_what_to_install(monkeypatch):
     """Without Autobahn, --websocket-port says which extra to install."""
     def missing(name):
