@@ -86,6 +86,14 @@ def run(clock, pump, seconds, step=0.25):
         pump.flush(advanceClock=False)
 
 
+def goodbye(*pumps):
+    """Each page closes its connection, and the closes complete."""
+    for pump in pumps:
+        if pump.client.state == WebSocketClientProtocol.STATE_OPEN:
+            pump.client.sendClose(1000)
+        pump.flush()
+
+
 def mute(pump):
     """From now on nothing the client sends reaches the server."""
     pump.clientIO.write = lambda data: None
@@ -158,9 +166,9 @@ def test_open_joins_the_line_server_and_says_hello(clock):
     assert hub.connections == {server}
     assert json.loads(browser.messages[0]) == {
         "type": "hello", "interval": 1.0, "timeout": 3.0, "maxLength": 1000}
-    browser.sendClose(1000)
-    pump.flush()
+    goodbye(pump)
     assert hub.connections == set()
+    assert clock.getDelayedCalls() == []
 
 
 def test_silent_page_gets_a_ping_frame_and_a_json_ping(clock):
@@ -175,6 +183,8 @@ def test_silent_page_gets_a_ping_frame_and_a_json_ping(clock):
     assert browser.pings == [b"1"]
     assert json.loads(browser.messages[-1]) == {"type": "ping", "t": 1}
     assert hub.pingsSent == 1
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_pong_frame_measures_the_round_trip(clock):
@@ -185,11 +195,14 @@ def test_pong_frame_measures_the_round_trip(clock):
     hub.roundTripMeasured = lambda protocol, rtt: samples.append(rtt)
     server, browser, pump = open_browser(clock, factory)
     clock.advance(1.0)
-    pump.clientIO.write(b"")  # nothing: the answers travel at the next flush
+    # The ping waits in the server's buffer; it and both answers travel
+    # at this flush, 0.05 s later.
     clock.advance(0.05)
     pump.flush(advanceClock=False)
     assert server.heartbeatRtt == pytest.approx(0.05)
     assert samples == [pytest.approx(0.05)]
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_frozen_page_is_kept_alive_by_its_stack(clock):
@@ -237,6 +250,8 @@ def test_json_ping_is_answered_and_not_delivered(clock):
     pump.flush()
     assert json.loads(browser.messages[-1]) == {"type": "pong", "t": "abc"}
     assert got == [] and hub.pingsReceived == 1
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_text_and_binary_are_echoed_as_they_came(clock):
@@ -248,6 +263,8 @@ def test_text_and_binary_are_echoed_as_they_came(clock):
     browser.sendMessage(b'{"type":"chat"}')
     pump.flush()
     assert browser.app() == ["héllo", b"\x00\xff", '{"type":"chat"}']
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_broadcast_joins_line_and_websocket_peers(clock):
@@ -267,6 +284,8 @@ def test_broadcast_joins_line_and_websocket_peers(clock):
     pump.flush()
     assert browser.app() == ["from a line", b"\xff\xfe"]
     lose(line)
+    goodbye(pump, otherPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_message_with_a_newline_is_refused(clock):
@@ -280,6 +299,8 @@ def test_message_with_a_newline_is_refused(clock):
     assert browser.closed == (4007, "a message must not contain a newline")
     assert transport.value() == b"" and not transport.disconnecting
     assert hub.connections == {line}
+    lose(line)
+    assert clock.getDelayedCalls() == []
 
 
 def test_message_over_the_line_limit_is_refused(clock):
@@ -293,6 +314,7 @@ def test_message_over_the_line_limit_is_refused(clock):
     assert browser.closed[0] == 1009
     # Heartbeats are longer than this limit, and go out all the same.
     assert json.loads(browser.messages[0])["type"] == "hello"
+    assert clock.getDelayedCalls() == []
 
 
 def test_full_server_refuses_a_page_with_4013(clock):
@@ -307,6 +329,8 @@ def test_full_server_refuses_a_page_with_4013(clock):
     assert hub.refused == 1 and hub.connections == {line}
     line.dataReceived(b"ping x\n")
     assert transport.value() == b"pong x\n"
+    lose(line)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_page_joins_only_once_authenticated(clock):
@@ -331,6 +355,9 @@ def test_a_page_joins_only_once_authenticated(clock):
     assert strangerBrowser.closed == (4001, "unauthorized")
     assert strangerBrowser.messages == []
     assert hub.connections == {line, member}
+    lose(line)
+    goodbye(memberPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_page_that_never_authenticates_is_closed(clock):
@@ -374,6 +401,9 @@ def test_a_page_owing_its_auth_counts_and_hears_no_json_ping(clock):
     assert [json.loads(m)["type"] for m in browser.messages] == ["hello"]
     run(clock, pump, 1.0)
     assert json.loads(browser.messages[-1]) == {"type": "ping", "t": 3}
+    lose(line)
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 # What a page sends after the server closes it
@@ -433,6 +463,8 @@ def test_binary_stays_binary_through_a_broadcast(clock):
     assert browser.app() == [b"caf\xc3\xa9"]
     assert transport.value() == b"caf\xc3\xa9\n"
     lose(line)
+    goodbye(pump, senderPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_message_that_reads_as_a_heartbeat_reaches_pages_as_binary(clock):
@@ -455,6 +487,8 @@ def test_a_message_that_reads_as_a_heartbeat_reaches_pages_as_binary(clock):
     assert browser.app() == [forged, padded.encode()]
     assert transport.value() == padded.encode() + b"\n"
     lose(line)
+    goodbye(pump, senderPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_echo_carries_any_message_newlines_included(clock):
@@ -467,6 +501,8 @@ def test_echo_carries_any_message_newlines_included(clock):
     pump.flush()
     assert browser.app() == [b"\x00\n\xff", "two\nlines"]
     assert browser.closed is None
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_heartbeats_pass_a_limit_smaller_than_themselves(clock):
@@ -480,6 +516,7 @@ def test_heartbeats_pass_a_limit_smaller_than_themselves(clock):
     browser.sendMessage(b"z" * 11)
     pump.flush()
     assert browser.closed == (1009, "message too big")
+    assert clock.getDelayedCalls() == []
 
 
 def test_slow_page_is_dropped_past_the_write_cap(clock):
@@ -620,6 +657,9 @@ def test_client_flushes_its_buffer_in_order_once_healthy(clock):
     assert got == [b"m0", b"m1", b"m2", b"now"]
     assert factory.connectedProtocol is client
     assert client.heartbeatRtt is not None
+    factory.stopTrying()
+    pump.flush()
+    assert clock.getDelayedCalls() == []
 
 
 def test_client_backs_off_and_resets_like_the_line_client(clock):
@@ -708,6 +748,9 @@ def test_client_keeps_messages_sent_while_its_connection_closes(clock):
     again, server, pump = endpoint.accept()
     assert got == [b"kept"]
     assert connected.result is again
+    factory.stopTrying()
+    pump.flush()
+    assert clock.getDelayedCalls() == []
 
 
 def test_client_reads_its_message_limit_at_each_connection(clock):
@@ -737,6 +780,7 @@ def test_stop_trying_says_goodbye(clock):
     pump.flush()
     assert closes == [1000]
     assert stopped.called
+    assert clock.getDelayedCalls() == []
 
 
 def test_public_names():
