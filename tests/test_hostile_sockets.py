@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .certificates import make_certificate
 from .processes import CLIENT, LoggedProcess, Peer, Server, wait_for
-from .webserver import WebServer
+from .webserver import WebServer, raw_page
 
 
 def rss_bytes(pid: int) -> int:
@@ -59,9 +59,6 @@ def test_slowloris_is_cut_by_line_timeout():
         server.stop()
 
 
-HANDSHAKE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             b"Sec-WebSocket-Version: 13\r\n\r\n")
 # A masked pong frame, empty: what a page's browser sends now and then.
 PONG = b"\x8a\x80\x00\x00\x00\x00"
 
@@ -81,12 +78,12 @@ def slow_reader_growth(cap: str, megabytes: int = 40, websocket: bool = False):
         server = Server(*options)
         port = slowPort = server.port
     try:
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(("127.0.0.1", slowPort))
         if websocket:
-            slow.sendall(HANDSHAKE)
-            assert slow.recv(4096).startswith(b"HTTP/1.1 101")
+            slow = raw_page(slowPort, receiveBuffer=4096)
+        else:
+            slow = socket.socket()
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.connect(("127.0.0.1", slowPort))
         writer = Peer(port)
         writer.send(b"ping sync\n")
         assert writer.readline() == b"pong sync"

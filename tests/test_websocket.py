@@ -20,6 +20,7 @@ from heartbeat._wheel import TimingWheel
 
 from .helpers import connect, lose
 from .test_client import FakeEndpoint
+from .webserver import HANDSHAKE
 
 SLOT = TimingWheel.resolution
 
@@ -414,11 +415,6 @@ def frame(payload, opcode=1):
     mask = b"\x01\x02\x03\x04"
     header = bytes([0x80 | opcode, 0x80 | len(payload)])
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-HANDSHAKE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
 @pytest.mark.parametrize("case, code, hub_kwargs", [
