@@ -207,5 +207,9 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             if self._lingerCall.active():
                 self._lingerCall.cancel()
             self._lingerCall = None
+        # The cap refers back to this connection: without this, the two
+        # (and the transport's unsent data) would wait for the garbage
+        # collector's cycle search.
+        self._writeCap = None
         super().connectionLost(reason)
 

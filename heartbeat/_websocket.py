@@ -214,6 +214,8 @@ class WebSocketHeartbeat(HeartbeatProtocol):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        # As for a line connection: the cap refers back to this one.
+        self._writeCap = None
         # Autobahn leaves this timer behind when the peer drops the
         # connection before answering our close frame.
         call = getattr(self, "closeHandshakeTimeoutCall", None)
