@@ -42,10 +42,10 @@ class CountedByServer:
 
     One admission for every framing, so that both count against
     C{maxConnections} from the start, show on the status page while they
-    owe their C{auth}, and hear nor send nothing before they are admitted.
-    The framing calls L{heartbeatJoin} once the connection can carry
-    messages, L{heartbeatAuthenticate} with each message while it is not
-    admitted, and L{heartbeatLeave} when it ends; it provides
+    owe their C{auth}, and neither hear nor send anything before they are
+    admitted.  The framing calls L{heartbeatJoin} once the connection can
+    carry messages, L{heartbeatAuthenticate} with each message while it is
+    not admitted, and L{heartbeatLeave} when it ends; it provides
     L{heartbeatRefuse}, and may override L{heartbeatConnectionAdmitted}.
 
     @ivar heartbeatAdmitted: whether the connection is the server's in
