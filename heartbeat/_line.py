@@ -11,6 +11,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from ._protocol import HeartbeatProtocol, _peer
+from ._writecap import WriteCap
 
 PING = b"ping"
 PONG = b"pong"
@@ -93,9 +94,7 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
     _closingWithError = False
     _lingerCall: Optional[IDelayedCall] = None
     _partialSince: Optional[float] = None
-    # Bytes written since the transport asked us to pause; None: not paused.
-    _unsentSincePause: Optional[int] = None
-    _slowReaderDropped = False
+    _writeCap: Optional[WriteCap] = None
 
     @property
     def MAX_LENGTH(self) -> int:  # type: ignore[override]
@@ -104,9 +103,7 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
 
     def connectionMade(self) -> None:
         if self.maxWriteBuffer is not None:
-            self.transport.registerProducer(  # type: ignore[union-attr]
-                _WriteBacklog(self), True
-            )
+            self._writeCap = WriteCap.attach(self)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -153,10 +150,13 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         Override to handle an application line (no terminator, not decoded).
         """
 
-    def sendMessage(self, line: bytes) -> None:
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
         """
         Send one application line; the terminator is added here.
 
+        @param isBinary: ignored, as a line is bytes whatever it holds;
+            taken so that a broadcast can make the same call to line and
+            WebSocket connections.
         @raise ValueError: C{line} holds a newline, which would split it.
         """
         if b"\n" in line:
@@ -164,30 +164,10 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         self.sendLine(line)
 
     def sendLine(self, line: bytes) -> None:
-        unsent = self._unsentSincePause
-        if unsent is not None:
-            # The transport already holds its bufferSize; count what piles
-            # up on top of it.
-            unsent += len(line) + 1
-            self._unsentSincePause = unsent
-            bufferSize = getattr(self.transport, "bufferSize", 0)
-            if unsent + bufferSize > self.maxWriteBuffer:  # type: ignore[operator]
-                self._dropSlowReader()
-                return
-        self.transport.write(line + b"\n")  # type: ignore[union-attr]
-
-    def _dropSlowReader(self) -> None:
-        if self._slowReaderDropped:
+        cap = self._writeCap
+        if cap is not None and not cap.allow(len(line) + 1):
             return
-        self._slowReaderDropped = True
-        self._heartbeatLog.info(
-            "dropping {peer}: it reads too slowly, over {limit} bytes wait "
-            "to be sent",
-            peer=_peer(self),
-            limit=self.maxWriteBuffer,
-        )
-        self.stopHeartbeat()
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        self.transport.write(line + b"\n")  # type: ignore[union-attr]
 
     def sendHeartbeatPing(self, token: bytes) -> None:
         self.sendLine(heartbeat_line(PING, token))
@@ -239,28 +219,9 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             if self._lingerCall.active():
                 self._lingerCall.cancel()
             self._lingerCall = None
+        # The cap refers back to this connection: without this, the two
+        # (and the transport's unsent data) would wait for the garbage
+        # collector's cycle search.
+        self._writeCap = None
         super().connectionLost(reason)
 
-
-class _WriteBacklog:
-    """
-    Registered as the transport's streaming producer, it hears when the
-    transport's buffer passes its C{bufferSize} and when it has drained:
-    the public way to know a peer is not reading.  (The protocol itself is
-    not registered: LineReceiver's own pauseProducing pauses reading.)
-    """
-
-    __slots__ = ("protocol",)
-
-    def __init__(self, protocol: HeartbeatLineProtocol) -> None:
-        self.protocol = protocol
-
-    def pauseProducing(self) -> None:
-        if self.protocol._unsentSincePause is None:
-            self.protocol._unsentSincePause = 0
-
-    def resumeProducing(self) -> None:
-        self.protocol._unsentSincePause = None
-
-    def stopProducing(self) -> None:
-        pass

@@ -75,6 +75,8 @@ class HeartbeatProtocol:
     # about 190 bytes a connection, eight slots 64.
     __slots__ = tuple(_SLOT_DEFAULTS)
 
+    # Not "log": the framing's own base class may hold that name (Autobahn's
+    # protocols do, with a logger of another kind).
     _heartbeatLog = Logger()
 
     def __new__(cls, *args, **kwargs):

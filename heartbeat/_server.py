@@ -54,10 +54,27 @@ class _FactorySetting:
 
 class CountedByServer:
     """
-    Counts a served connection's heartbeats on its server factory, for the
-    summary, the status page and the metrics.  Mixed in before a framing
-    (line or WebSocket), whatever factory built the protocol.
+    A connection of a L{HeartbeatServerFactory}, whatever its framing (line
+    or WebSocket): admitted within the server's cap, authenticated when the
+    server asks for a token, and counted for the summary, the status page
+    and the metrics.  Mixed in before the framing.
+
+    One admission for every framing, so that both count against
+    C{maxConnections} from the start, show on the status page while they
+    owe their C{auth}, and neither hear nor send anything before they are
+    admitted.  The framing calls L{heartbeatJoin} once the connection can
+    carry messages, L{heartbeatAuthenticate} with each message while it is
+    not admitted, and L{heartbeatLeave} when it ends; it provides
+    L{heartbeatRefuse}, and may override L{heartbeatConnectionAdmitted}.
+
+    @ivar heartbeatAdmitted: whether the connection is the server's in
+        full: its application messages are served and it hears broadcasts.
+        C{False} while it owes its C{auth}, and once refused.
     """
+
+    heartbeatAdmitted = False
+    _heartbeatJoined = False
+    _heartbeatAuthCall: Optional[IDelayedCall] = None
 
     @property
     def heartbeatServer(self) -> "HeartbeatServerFactory":
@@ -65,6 +82,108 @@ class CountedByServer:
         The L{HeartbeatServerFactory} that counts this connection.
         """
         return self.factory  # type: ignore[attr-defined, no-any-return]
+
+    # Admission
+
+    def heartbeatJoin(self) -> bool:
+        """
+        Join the server if there is room, else be refused with C{server
+        full}.  A connection that joins counts against the cap and shows on
+        the status page at once; it is admitted now, or when it has
+        authenticated.
+
+        @return: whether it joined.
+        """
+        server = self.heartbeatServer
+        if not server.registerConnection(self):
+            # The server logs refusals, a few at a time.
+            self.heartbeatRefuse(SERVER_FULL)
+            return False
+        self._heartbeatJoined = True
+        if server.tcpKeepalive:
+            enable_tcp_keepalive(
+                self.transport,  # type: ignore[attr-defined]
+                server.heartbeatInterval,
+                server.heartbeatTimeout,
+            )
+        self._heartbeatLog.info(  # type: ignore[attr-defined]
+            "{peer} connected ({framing})",
+            peer=_peer(self),
+            framing=self.heartbeatFraming,  # type: ignore[attr-defined]
+        )
+        if server.authToken is None:
+            self._heartbeatAdmit()
+        else:
+            self._heartbeatAuthCall = server.clock.callLater(
+                server.authTimeout, self._heartbeatAuthExpired
+            )
+        return True
+
+    def heartbeatAuthenticate(self, message: bytes) -> None:
+        """
+        The connection's first message, while it is not admitted: C{auth
+        <token>} with the server's token admits it; anything else, or a
+        wrong token (compared in constant time), refuses it.
+        """
+        self._heartbeatCancelAuth()
+        prefix = AUTH + b" "
+        token = self.heartbeatServer.authToken
+        if message.startswith(prefix) and hmac.compare_digest(
+            message[len(prefix) :], token
+        ):
+            self._heartbeatAdmit()
+        else:
+            self._heartbeatUnauthorized("{peer} did not authenticate")
+
+    def heartbeatConnectionAdmitted(self) -> None:
+        """
+        The connection is now admitted; override to greet it.
+        """
+
+    def heartbeatRefuse(self, reason: bytes) -> None:
+        """
+        Close the connection telling the peer why (C{server full},
+        C{unauthorized}), in the framing's way; the caller has logged it.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatRefuse"
+        )
+
+    def heartbeatLeave(self, why: str) -> None:
+        """
+        The connection has ended: it leaves the server, if it had joined.
+
+        @param why: how it ended, for the log.
+        """
+        self._heartbeatCancelAuth()
+        self.heartbeatAdmitted = False
+        if self._heartbeatJoined:
+            self._heartbeatJoined = False
+            self.heartbeatServer.unregisterConnection(self)
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "{peer} disconnected: {reason}", peer=_peer(self), reason=why
+            )
+
+    def _heartbeatAdmit(self) -> None:
+        self.heartbeatAdmitted = True
+        self.heartbeatConnectionAdmitted()
+
+    def _heartbeatAuthExpired(self) -> None:
+        self._heartbeatAuthCall = None
+        self._heartbeatUnauthorized("{peer} did not authenticate within {timeout}s")
+
+    def _heartbeatUnauthorized(self, message: str) -> None:
+        self._heartbeatLog.warn(  # type: ignore[attr-defined]
+            message, peer=_peer(self), timeout=self.heartbeatServer.authTimeout
+        )
+        self.heartbeatRefuse(UNAUTHORIZED)
+
+    def _heartbeatCancelAuth(self) -> None:
+        call, self._heartbeatAuthCall = self._heartbeatAuthCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    # Counting
 
     def heartbeatPing(self) -> bytes:
         self.heartbeatServer.pingsSent += 1
@@ -91,78 +210,32 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
     """
 
     log = Logger()
-    _registered = False
     heartbeatInterval = _FactorySetting()  # type: ignore[assignment]
     heartbeatTimeout = _FactorySetting()  # type: ignore[assignment]
     maxLineLength = _FactorySetting()  # type: ignore[assignment]
     lineTimeout = _FactorySetting()  # type: ignore[assignment]
     maxWriteBuffer = _FactorySetting()  # type: ignore[assignment]
-    _awaitingAuth = False
-    _authCall: Optional[IDelayedCall] = None
     _lastPingAt: Optional[float] = None
     _pingStrikes = 0
 
     def connectionMade(self) -> None:
-        factory = self.factory
-        if not factory.registerConnection(self):
+        if not self.heartbeatJoin():
             # A refused connection gets no heartbeat: it only hears why.
-            self.closeWithError(SERVER_FULL, quiet=True)
             return
-        self._registered = True
-        if factory.tcpKeepalive:
-            enable_tcp_keepalive(
-                self.transport, factory.heartbeatInterval, factory.heartbeatTimeout
-            )
-        self.log.info("{peer} connected", peer=_peer(self))
         super().connectionMade()
-        if factory.authToken is not None:
-            self._awaitingAuth = True
-            self._authCall = factory.clock.callLater(
-                factory.authTimeout, self._authExpired
-            )
 
     def connectionLost(self, reason: Failure) -> None:
-        self._cancelAuth()
-        if self._registered:
-            self._registered = False
-            self.factory.unregisterConnection(self)
-            self.log.info(
-                "{peer} disconnected: {reason}",
-                peer=_peer(self),
-                reason=reason.getErrorMessage(),
-            )
+        self.heartbeatLeave(reason.getErrorMessage())
         super().connectionLost(reason)
 
     def lineReceived(self, line: bytes) -> None:
-        if self._awaitingAuth:
-            self._authenticate(line[:-1] if line[-1:] == b"\r" else line)
-        else:
+        if self.heartbeatAdmitted:
             super().lineReceived(line)
-
-    def _authenticate(self, line: bytes) -> None:
-        token = self.factory.authToken
-        prefix = AUTH + b" "
-        if line.startswith(prefix) and hmac.compare_digest(line[len(prefix) :], token):
-            self._awaitingAuth = False
-            self._cancelAuth()
         else:
-            self.log.warn("{peer} did not authenticate", peer=_peer(self))
-            self.closeWithError(UNAUTHORIZED, quiet=True)
+            self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
 
-    def _authExpired(self) -> None:
-        self._authCall = None
-        self.log.warn(
-            "{peer} sent no auth line within {timeout}s",
-            peer=_peer(self),
-            timeout=self.factory.authTimeout,
-        )
-        self.closeWithError(UNAUTHORIZED, quiet=True)
-
-    def _cancelAuth(self) -> None:
-        if self._authCall is not None:
-            if self._authCall.active():
-                self._authCall.cancel()
-            self._authCall = None
+    def heartbeatRefuse(self, reason: bytes) -> None:
+        self.closeWithError(reason, quiet=True)
 
     def pingReceived(self, token: Optional[bytes]) -> None:
         minimum = self.factory.minPingInterval
@@ -305,16 +378,21 @@ class HeartbeatServerFactory(Factory):
             unlogged=unlogged,
         )
 
-    def broadcast(self, line: bytes, exclude: object = None) -> int:
+    def broadcast(
+        self, line: bytes, exclude: object = None, isBinary: Optional[bool] = None
+    ) -> int:
         """
-        Send an application line to every connection but C{exclude}.
+        Send an application line to every admitted connection but
+        C{exclude} (one that has not authenticated yet hears nothing).
 
+        @param isBinary: how WebSocket connections get it: C{True} as a
+            binary message (it came as one), else as the bytes allow.
         @return: how many connections it was sent to.
         """
         sent = 0
         for protocol in list(self.connections):
-            if protocol is not exclude:
-                protocol.sendMessage(line)
+            if protocol is not exclude and protocol.heartbeatAdmitted:
+                protocol.sendMessage(line, isBinary)
                 sent += 1
         return sent
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sys
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ._listener import Listener
 from ._options import (
     HeartbeatOptions,
     positive_float,
@@ -206,9 +206,8 @@ def makeService(options: Options) -> IService:
         maxConnections=options["max-connections"],
         mode="broadcast" if options["broadcast"] else "echo",
     )
-    endpoint = serverFromString(reactor, options["port"])
     if options["workers"] > 1:
-        return WorkerPool(endpoint, options["workers"], options.arguments)
+        return WorkerPool(options["port"], options["workers"], options.arguments)
     factory = server_factory(options)
-    service = StreamServerEndpointService(endpoint, factory)
+    service = Listener("port", options["port"], factory, reactor)
     return with_web_services(options, factory, service)

@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import (
     FileLogObserver,
@@ -32,6 +34,8 @@ from twisted.logger import (
     globalLogBeginner,
 )
 from twisted.python.failure import Failure
+
+from ._listener import cannot_listen
 
 # The listening socket's descriptor number in every worker.
 WORKER_FD = 3
@@ -55,14 +59,15 @@ class WorkerPool(Service):
 
     def __init__(
         self,
-        endpoint: IStreamServerEndpoint,
+        description: str,
         workers: int,
         arguments: List[str],
         reactor=None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        self.endpoint = endpoint
+        self.description = description
+        self.endpoint = serverFromString(reactor, description)
         self.workers = workers
         self.arguments = arguments
         self._reactor = reactor
@@ -78,7 +83,8 @@ class WorkerPool(Service):
         unused.noisy = False
         self.endpoint.listen(unused).addBoth(listening.append)
         if isinstance(listening[0], Failure):
-            listening[0].raiseException()
+            listening[0].trap(CannotListenError)
+            raise cannot_listen("port", self.description, listening[0].value)
         self._port = port = listening[0]
         # The parent never accepts: every connection is a worker's.
         self._reactor.removeReader(port)

@@ -94,6 +94,32 @@ def test_reader_that_catches_up_is_kept(clock):
     assert not transport.disconnecting
 
 
+def test_a_lost_connection_and_its_unsent_data_are_freed_at_once(clock):
+    """A connection with the write cap, lost with data still unsent, is
+    freed (with that data) as soon as it is let go, not at some later run
+    of the garbage collector's cycle search."""
+    import gc
+    import weakref
+
+    from heartbeat._line import HeartbeatLineProtocol
+
+    from .helpers import factory_for
+
+    capped = type("Capped", (HeartbeatLineProtocol,), {"maxWriteBuffer": 10_000})
+    protocol, transport = connect(factory_for(capped, clock))
+    transport.producer.pauseProducing()
+    protocol.sendMessage(b"unsent")
+    gone = weakref.ref(protocol)
+    gc.disable()
+    try:
+        lose(protocol)
+        transport.unregisterProducer()  # as a real transport does when lost
+        del protocol
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
 def test_broadcast_to_a_slow_reader_spares_everyone_else(clock):
     """One slow reader among broadcast receivers is dropped; the writer and
     the others get every line."""
@@ -287,3 +313,18 @@ def test_write_cap_leaves_line_receiver_flow_control_alone(clock):
     assert transport.value() == b""
     protocol.resumeProducing()
     assert transport.value() == b"one\ntwo\n"
+
+
+def test_broadcast_skips_connections_yet_to_authenticate(clock):
+    """A stranger that has not sent its auth line hears no broadcast."""
+    from heartbeat import BroadcastServerProtocol
+
+    factory = HeartbeatServerFactory(clock=clock, authToken=b"s3cret")
+    factory.protocol = BroadcastServerProtocol
+    member, tm = connect(factory, HalfCloseTransport())
+    member.dataReceived(b"auth s3cret\n")
+    stranger, tx = connect(factory, HalfCloseTransport())
+    other, to = connect(factory, HalfCloseTransport())
+    other.dataReceived(b"auth s3cret\nnews\n")
+    assert tm.value() == b"news\n"
+    assert tx.value() == b""

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from .certificates import make_certificate
-from .processes import CLIENT, ENV, LoggedProcess, Peer, Server, wait_for
+from .processes import CLIENT, LoggedProcess, Peer, Server, wait_for
+from .webserver import WebServer, raw_page
 
 
 def rss_bytes(pid: int) -> int:
@@ -48,7 +49,6 @@ def test_slowloris_is_cut_by_line_timeout():
     try:
         peer = server.connect()
         started = time.monotonic()
-        reply = b""
         while time.monotonic() - started < 5:
             peer.send(b"x")
             if peer.closed_within(0.3):
@@ -59,18 +59,32 @@ def test_slowloris_is_cut_by_line_timeout():
         server.stop()
 
 
-def slow_reader_growth(cap: str, megabytes: int = 40):
+# A masked pong frame, empty: what a page's browser sends now and then.
+PONG = b"\x8a\x80\x00\x00\x00\x00"
+
+
+def slow_reader_growth(cap: str, megabytes: int = 40, websocket: bool = False):
     """
-    Broadcast C{megabytes} to a peer that never reads; return the server's
+    Broadcast C{megabytes} to a peer that never reads (a line peer, or a
+    page that answers with a pong frame now and then); return the server's
     RSS growth in bytes and its log.
     """
-    server = Server("--broadcast", "--max-write-buffer", cap,
-                    "--interval", "5", "--timeout", "15", "--min-ping-interval", "0")
+    options = ["--broadcast", "--max-write-buffer", cap, "--interval", "5",
+               "--timeout", "15", "--min-ping-interval", "0"]
+    if websocket:
+        server = WebServer(*options, ports=("port", "websocket-port"))
+        port, slowPort = server.ports["port"], server.ports["websocket-port"]
+    else:
+        server = Server(*options)
+        port = slowPort = server.port
     try:
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(("127.0.0.1", server.port))
-        writer = server.connect()
+        if websocket:
+            slow = raw_page(slowPort, receiveBuffer=4096)
+        else:
+            slow = socket.socket()
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.connect(("127.0.0.1", slowPort))
+        writer = Peer(port)
         writer.send(b"ping sync\n")
         assert writer.readline() == b"pong sync"
         before = rss_bytes(server.process.pid)
@@ -80,6 +94,11 @@ def slow_reader_growth(cap: str, megabytes: int = 40):
             writer.send(chunk)
             writer.send(b"ping %d\n" % n)
             assert writer.readline() == b"pong %d" % n
+            if websocket:
+                try:
+                    slow.sendall(PONG)
+                except OSError:
+                    pass  # dropped already
         growth = rss_bytes(server.process.pid) - before
         slow.close()
         return growth, server.log()
@@ -98,6 +117,20 @@ def test_slow_reader_is_dropped_and_memory_stays_bounded(figure):
     figure("slow reader, 40 MB broadcast: RSS growth without a cap", uncapped / 2**20, "MiB")
     assert capped < 8 * 2**20
     assert uncapped > 30 * 2**20
+
+
+def test_slow_page_is_dropped_and_memory_stays_bounded(figure):
+    """A WebSocket page that never reads, though it sends a pong frame now
+    and then, is dropped past --max-write-buffer like a line peer; the
+    server's memory stays bounded."""
+    capped, log = slow_reader_growth("1048576", 40, websocket=True)
+    assert "reads too slowly" in log
+    uncapped, _ = slow_reader_growth("0", 40, websocket=True)
+    figure("slow page, 40 MB broadcast: RSS growth with 1 MiB cap", capped / 2**20, "MiB")
+    figure("slow page, 40 MB broadcast: RSS growth without a cap", uncapped / 2**20, "MiB")
+    assert capped < 8 * 2**20
+    assert uncapped > 30 * 2**20
+    assert "Traceback" not in log
 
 
 FLOOD = """

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .processes import wait_for
-from .webserver import AnsweringPeer, WebServer
+from .webserver import AnsweringPeer, WebServer, raw_page
 
 
 @pytest.fixture
@@ -70,3 +70,25 @@ def test_counters_move_as_peers_act(server):
     assert row["peer"] == "127.0.0.1:%d" % again.sock.getsockname()[1]
     assert status["totals"]["timed_out"] == 1
     again.close()
+
+
+def test_open_pages_show_in_the_websocket_gauge():
+    """heartbeat_connections_open{transport="websocket"} follows the pages
+    that come and go, apart from the line connections."""
+    # Pages that never answer a ping: a timeout long past the test.
+    server = WebServer("--interval", "5", "--timeout", "15",
+                       ports=("port", "websocket-port", "status-port"))
+    try:
+        assert value(server, "heartbeat_connections_open", transport="websocket") == 0
+        pages = [raw_page(server.ports["websocket-port"]) for _ in range(2)]
+        wait_for(lambda: value(server, "heartbeat_connections_open",
+                               transport="websocket") == 2, 5, what="two pages counted")
+        assert value(server, "heartbeat_connections_open", transport="line") == 0
+        pages.pop().close()
+        wait_for(lambda: value(server, "heartbeat_connections_open",
+                               transport="websocket") == 1, 5, what="one page gone")
+        pages.pop().close()
+        wait_for(lambda: value(server, "heartbeat_connections_open",
+                               transport="websocket") == 0, 5, what="both pages gone")
+    finally:
+        server.stop()

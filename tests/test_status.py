@@ -158,6 +158,36 @@ def test_status_json_has_every_connection(clock):
     assert request.responseHeaders.getRawHeaders(b"content-type") == [b"application/json"]
 
 
+def test_status_json_is_built_once_per_sample_interval(clock):
+    """Asking /status.json in a loop costs one build per sample interval:
+    within it the same answer comes back, after it a fresh one."""
+    server = make_server(clock)
+    status = StatusService(server)
+    builds = []
+    snapshot = status.snapshot
+    status.snapshot = lambda *args: builds.append(args) or snapshot(*args)
+    connect(server)
+    first = [get(status.resource(), b"status.json")[1] for _ in range(50)]
+    connect(server)
+    clock.advance(0.9)
+    again = get(status.resource(), b"status.json")[1]
+    assert set(first) == {again} and len(builds) == 1
+    clock.advance(0.1)
+    fresh = json.loads(get(status.resource(), b"status.json")[1])
+    assert fresh["totals"]["open"] == 2 and len(builds) == 2
+
+
+def test_an_idle_status_connection_is_closed(clock):
+    """A connection to the status port with no request under way is closed
+    after the idle timeout, so idle sockets cannot pile up."""
+    status = StatusService(make_server(clock))
+    channel, transport = connect(status.site())
+    clock.advance(status.idleTimeout - 1)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
 def test_event_stream_pushes_each_sample(clock):
     """A page watching gets a snapshot at once and one per sample; a page
     that cannot keep up is skipped, not buffered for."""

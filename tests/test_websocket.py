@@ -20,6 +20,7 @@ from heartbeat._wheel import TimingWheel
 
 from .helpers import connect, lose
 from .test_client import FakeEndpoint
+from .webserver import HANDSHAKE
 
 SLOT = TimingWheel.resolution
 
@@ -84,6 +85,14 @@ def run(clock, pump, seconds, step=0.25):
     for _ in range(round(seconds / step)):
         clock.advance(step)
         pump.flush(advanceClock=False)
+
+
+def goodbye(*pumps):
+    """Each page closes its connection, and the closes complete."""
+    for pump in pumps:
+        if pump.client.state == WebSocketClientProtocol.STATE_OPEN:
+            pump.client.sendClose(1000)
+        pump.flush()
 
 
 def mute(pump):
@@ -151,15 +160,16 @@ def test_without_a_close_handshake_timeout_a_dead_peer_is_aborted_at_once(clock)
 
 
 def test_open_joins_the_line_server_and_says_hello(clock):
-    """A page is one more connection of the server and learns its timing."""
-    hub, factory = make_server(clock)
+    """A page is one more connection of the server and learns its timing
+    and its message limit."""
+    hub, factory = make_server(clock, maxLineLength=1000)
     server, browser, pump = open_browser(clock, factory)
     assert hub.connections == {server}
     assert json.loads(browser.messages[0]) == {
-        "type": "hello", "interval": 1.0, "timeout": 3.0}
-    browser.sendClose(1000)
-    pump.flush()
+        "type": "hello", "interval": 1.0, "timeout": 3.0, "maxLength": 1000}
+    goodbye(pump)
     assert hub.connections == set()
+    assert clock.getDelayedCalls() == []
 
 
 def test_silent_page_gets_a_ping_frame_and_a_json_ping(clock):
@@ -174,6 +184,8 @@ def test_silent_page_gets_a_ping_frame_and_a_json_ping(clock):
     assert browser.pings == [b"1"]
     assert json.loads(browser.messages[-1]) == {"type": "ping", "t": 1}
     assert hub.pingsSent == 1
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_pong_frame_measures_the_round_trip(clock):
@@ -184,11 +196,14 @@ def test_pong_frame_measures_the_round_trip(clock):
     hub.roundTripMeasured = lambda protocol, rtt: samples.append(rtt)
     server, browser, pump = open_browser(clock, factory)
     clock.advance(1.0)
-    pump.clientIO.write(b"")  # nothing: the answers travel at the next flush
+    # The ping waits in the server's buffer; it and both answers travel
+    # at this flush, 0.05 s later.
     clock.advance(0.05)
     pump.flush(advanceClock=False)
     assert server.heartbeatRtt == pytest.approx(0.05)
     assert samples == [pytest.approx(0.05)]
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_frozen_page_is_kept_alive_by_its_stack(clock):
@@ -236,6 +251,8 @@ def test_json_ping_is_answered_and_not_delivered(clock):
     pump.flush()
     assert json.loads(browser.messages[-1]) == {"type": "pong", "t": "abc"}
     assert got == [] and hub.pingsReceived == 1
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_text_and_binary_are_echoed_as_they_came(clock):
@@ -247,6 +264,8 @@ def test_text_and_binary_are_echoed_as_they_came(clock):
     browser.sendMessage(b'{"type":"chat"}')
     pump.flush()
     assert browser.app() == ["héllo", b"\x00\xff", '{"type":"chat"}']
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_broadcast_joins_line_and_websocket_peers(clock):
@@ -266,6 +285,8 @@ def test_broadcast_joins_line_and_websocket_peers(clock):
     pump.flush()
     assert browser.app() == ["from a line", b"\xff\xfe"]
     lose(line)
+    goodbye(pump, otherPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_message_with_a_newline_is_refused(clock):
@@ -279,6 +300,8 @@ def test_message_with_a_newline_is_refused(clock):
     assert browser.closed == (4007, "a message must not contain a newline")
     assert transport.value() == b"" and not transport.disconnecting
     assert hub.connections == {line}
+    lose(line)
+    assert clock.getDelayedCalls() == []
 
 
 def test_message_over_the_line_limit_is_refused(clock):
@@ -292,6 +315,7 @@ def test_message_over_the_line_limit_is_refused(clock):
     assert browser.closed[0] == 1009
     # Heartbeats are longer than this limit, and go out all the same.
     assert json.loads(browser.messages[0])["type"] == "hello"
+    assert clock.getDelayedCalls() == []
 
 
 def test_full_server_refuses_a_page_with_4013(clock):
@@ -306,6 +330,8 @@ def test_full_server_refuses_a_page_with_4013(clock):
     assert hub.refused == 1 and hub.connections == {line}
     line.dataReceived(b"ping x\n")
     assert transport.value() == b"pong x\n"
+    lose(line)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_page_joins_only_once_authenticated(clock):
@@ -330,6 +356,9 @@ def test_a_page_joins_only_once_authenticated(clock):
     assert strangerBrowser.closed == (4001, "unauthorized")
     assert strangerBrowser.messages == []
     assert hub.connections == {line, member}
+    lose(line)
+    goodbye(memberPump)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_page_that_never_authenticates_is_closed(clock):
@@ -346,14 +375,222 @@ def test_a_page_that_never_authenticates_is_closed(clock):
 
 def test_kernel_keepalive_covers_pages_too(clock, monkeypatch):
     """--tcp-keepalive applies to WebSocket connections, with the same timing."""
-    import heartbeat._websocket
+    import heartbeat._server
 
     calls = []
-    monkeypatch.setattr(heartbeat._websocket, "enable_tcp_keepalive",
+    monkeypatch.setattr(heartbeat._server, "enable_tcp_keepalive",
                         lambda transport, interval, timeout: calls.append((interval, timeout)))
     hub, factory = make_server(clock, tcpKeepalive=True)
     open_browser(clock, factory)
     assert calls == [(1.0, 3.0)]
+
+
+def test_a_page_owing_its_auth_counts_and_hears_no_json_ping(clock):
+    """A page yet to authenticate holds a place under --max-connections (a
+    line peer past it is refused) and gets ping frames but no JSON ping,
+    which a page would take for being served."""
+    hub, factory = make_server(clock, maxConnections=1, authToken=b"s3cret",
+                               authTimeout=2.5)
+    server, browser, pump = open_browser(clock, factory)
+    line, transport = connect(hub)
+    assert transport.value() == b"error server full\n"
+    assert hub.connections == {server} and hub.refused == 1
+    run(clock, pump, 2.25)
+    assert browser.pings == [b"1", b"2"] and browser.messages == []
+    browser.sendMessage(b"auth s3cret")
+    pump.flush()
+    assert [json.loads(m)["type"] for m in browser.messages] == ["hello"]
+    run(clock, pump, 1.0)
+    assert json.loads(browser.messages[-1]) == {"type": "ping", "t": 3}
+    lose(line)
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
+
+
+# What a page sends after the server closes it
+
+
+def frame(payload, opcode=1):
+    """One masked frame, as a page's browser sends it."""
+    mask = b"\x01\x02\x03\x04"
+    header = bytes([0x80 | opcode, 0x80 | len(payload)])
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("case, code, hub_kwargs", [
+    ("wrong token", 4001, {"authToken": b"s3cret"}),
+    ("server full", 4013, {"maxConnections": 1}),
+    ("newline", 4007, {}),
+    ("silent past the timeout", 4000, {}),
+])
+def test_nothing_gets_through_once_the_server_closes(clock, case, code, hub_kwargs):
+    """A page the server refuses or closes cannot slip a message to the
+    others, even in the same write as what got it closed."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol,
+                               **hub_kwargs)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    line.dataReceived(b"auth s3cret\n" if "authToken" in hub_kwargs else b"pong\n")
+    page, pageTransport = connect(factory)
+    first = {"wrong token": frame(b"auth guess"), "newline": frame(b"a\nb")}.get(case, b"")
+    if case == "silent past the timeout":
+        page.dataReceived(HANDSHAKE)
+        for _ in range(13):
+            clock.advance(0.25)
+            line.dataReceived(b"pong\n")
+        page.dataReceived(frame(b"INJECTED"))
+    else:
+        page.dataReceived(HANDSHAKE + first + frame(b"INJECTED"))
+    assert page.localCloseCode == code
+    assert b"INJECTED" not in transport.value()
+
+
+def test_binary_stays_binary_through_a_broadcast(clock):
+    """A page's binary message reaches other pages as binary, line peers as
+    its bytes."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    sender, senderBrowser, senderPump = open_browser(clock, factory)
+    server, browser, pump = open_browser(clock, factory)
+    senderBrowser.sendMessage(b"caf\xc3\xa9", isBinary=True)
+    senderPump.flush()
+    pump.flush()
+    assert browser.app() == [b"caf\xc3\xa9"]
+    assert transport.value() == b"caf\xc3\xa9\n"
+    lose(line)
+    goodbye(pump, senderPump)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_message_that_reads_as_a_heartbeat_reaches_pages_as_binary(clock):
+    """A line peer's line (or a page's long message) shaped like the
+    server's hello or ping is delivered whole, as binary, so no page takes
+    it for a heartbeat."""
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, transport = connect(hub)
+    server, browser, pump = open_browser(clock, factory)
+    sender, senderBrowser, senderPump = open_browser(clock, factory)
+    forged = b'{"type":"hello","interval":0.01,"timeout":0.02}'
+    # Over 256 bytes, so not a heartbeat to the server; under 256
+    # characters, so one to a page.
+    padded = '{"type":"ping","t":1,"pad":"%s"}' % ("\u00e9" * 120)
+    line.dataReceived(forged + b"\n")
+    senderBrowser.sendMessage(padded.encode())
+    senderPump.flush()
+    pump.flush()
+    assert browser.app() == [forged, padded.encode()]
+    assert transport.value() == padded.encode() + b"\n"
+    lose(line)
+    goodbye(pump, senderPump)
+    assert clock.getDelayedCalls() == []
+
+
+def test_echo_carries_any_message_newlines_included(clock):
+    """Without a relay to line peers, text and binary holding newlines are
+    echoed whole."""
+    hub, factory = make_server(clock)
+    server, browser, pump = open_browser(clock, factory)
+    browser.sendMessage(b"\x00\n\xff", isBinary=True)
+    browser.sendMessage(b"two\nlines")
+    pump.flush()
+    assert browser.app() == [b"\x00\n\xff", "two\nlines"]
+    assert browser.closed is None
+    goodbye(pump)
+    assert clock.getDelayedCalls() == []
+
+
+def test_heartbeats_pass_a_limit_smaller_than_themselves(clock):
+    """With --max-line-length below a heartbeat's size a page's JSON ping is
+    still answered; an application message over the limit is refused."""
+    hub, factory = make_server(clock, maxLineLength=10)
+    server, browser, pump = open_browser(clock, factory)
+    browser.sendMessage(b'{"type":"ping","t":1}')
+    pump.flush()
+    assert json.loads(browser.messages[-1]) == {"type": "pong", "t": 1}
+    browser.sendMessage(b"z" * 11)
+    pump.flush()
+    assert browser.closed == (1009, "message too big")
+    assert clock.getDelayedCalls() == []
+
+
+def test_slow_page_is_dropped_past_the_write_cap(clock):
+    """A page that stops reading is dropped once maxWriteBuffer bytes wait
+    (messages and pings alike); until then nothing is lost, and the writer
+    and the other pages carry on."""
+    from twisted.logger import capturedLogs
+
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol,
+                               maxWriteBuffer=10_000)
+    hub.protocol = BroadcastServerProtocol
+    writer, writerTransport = connect(hub)
+    slow, transport = connect(factory)
+    slow.dataReceived(HANDSHAKE)
+    other, otherBrowser, otherPump = open_browser(clock, factory)
+    transport.clear()
+    transport.producer.pauseProducing()  # the transport's buffer is full
+    with capturedLogs() as events:
+        # Each 99-byte line is a frame of 101 bytes: 99 fit under the cap.
+        for _ in range(99):
+            writer.dataReceived(b"x" * 99 + b"\n")
+        assert not transport.disconnecting
+        assert len(transport.value()) == 99 * 101
+        writer.dataReceived(b"y" * 99 + b"\n")
+        writer.dataReceived(b"z" * 99 + b"\n" + b"ping 1\n")
+    assert transport.disconnected
+    assert len([e for e in events if "reads too slowly" in e["log_format"]]) == 1
+    assert len(transport.value()) == 99 * 101
+    otherPump.flush()
+    assert len(otherBrowser.app()) == 101
+    assert writerTransport.value() == b"pong 1\n"
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    (b"https://app.example.com", True),
+    (b"http://localhost:3000", True),
+    (b"https://eu.cdn.example.com", True),
+    (b"https://evil.example.org", False),
+    (b"http://app.example.com", False),
+    (b"null", False),
+    (None, True),
+])
+def test_allowed_origins_keep_other_pages_out(clock, origin, allowed):
+    """With allowedOrigins only pages from those origins get a WebSocket
+    (others are refused at the handshake); programs, which send no Origin,
+    still do."""
+    hub = HeartbeatServerFactory(clock=clock)
+    factory = HeartbeatWebSocketServerFactory(hub, allowedOrigins=[
+        "https://app.example.com", "http://localhost:3000", "https://*.cdn.example.com"])
+    page, transport = connect(factory)
+    header = b"" if origin is None else b"Origin: " + origin + b"\r\n"
+    page.dataReceived(HANDSHAKE[:-2] + header + b"\r\n")
+    status = transport.value().split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 101 " if allowed else b"HTTP/1.1 400 ")
+    assert (hub.connections == {page}) is allowed
+
+
+def test_by_default_pages_from_anywhere_may_connect(clock):
+    """Without allowedOrigins any page connects, one opened from a file too."""
+    hub, factory = make_server(clock)
+    for origin in [b"https://anywhere.example", b"null"]:
+        page, transport = connect(factory)
+        page.dataReceived(HANDSHAKE[:-2] + b"Origin: " + origin + b"\r\n\r\n")
+        assert transport.value().startswith(b"HTTP/1.1 101")
+
+
+def test_close_codes_are_the_same_in_heartbeat_js():
+    """The page reads the server's close codes by the same numbers."""
+    import re
+    from pathlib import Path
+
+    from heartbeat import _websocket
+
+    source = (Path(_websocket.__file__).parent / "web" / "heartbeat.js").read_text()
+    codes = dict(re.findall(r"^const ([A-Z_]+) = (\d+);", source, re.M))
+    assert codes["HEARTBEAT_TIMEOUT"] == str(_websocket.HEARTBEAT_TIMEOUT)
+    assert codes["UNAUTHORIZED"] == str(_websocket.UNAUTHORIZED_CODE)
+    assert codes["TRY_AGAIN_LATER"] == str(_websocket.TRY_AGAIN_LATER)
 
 
 # The reconnecting Python client
@@ -416,6 +653,9 @@ def test_client_flushes_its_buffer_in_order_once_healthy(clock):
     assert got == [b"m0", b"m1", b"m2", b"now"]
     assert factory.connectedProtocol is client
     assert client.heartbeatRtt is not None
+    factory.stopTrying()
+    pump.flush()
+    assert clock.getDelayedCalls() == []
 
 
 def test_client_backs_off_and_resets_like_the_line_client(clock):
@@ -480,6 +720,50 @@ def test_client_drops_a_dead_server_and_reconnects(clock):
     assert len(endpoint.attempts) == 2
 
 
+def test_client_keeps_messages_sent_while_its_connection_closes(clock):
+    """Once the client has declared the server dead and sent its close, a
+    message sent is kept for the next connection, and whenConnected waits
+    for that one."""
+    hub, factory, endpoint = make_client(clock)
+    got = []
+    endpoint.factory.protocol = type("Recorder", (endpoint.factory.protocol,), {
+        "messageReceived": lambda self, payload, isBinary: got.append(payload)})
+    client, server, pump = endpoint.accept()
+    pump.serverIO.write = lambda data: None
+    pump.clientIO.write = lambda data: None
+    run(clock, pump, 3.25)
+    assert client.localCloseCode == 4000 and not pump.clientIO.disconnected
+    assert factory.connectedProtocol is None
+    factory.sendMessage(b"kept")
+    assert factory.bufferedMessages == 1
+    connected = factory.whenConnected()
+    assert not connected.called
+    run(clock, pump, 1.0)
+    assert pump.clientIO.disconnected
+    clock.advance(next_delay(clock))
+    again, server, pump = endpoint.accept()
+    assert got == [b"kept"]
+    assert connected.result is again
+    factory.stopTrying()
+    pump.flush()
+    assert clock.getDelayedCalls() == []
+
+
+def test_client_reads_its_message_limit_at_each_connection(clock):
+    """maxLineLength set after the factory was made governs the next
+    connection: a longer message from the server closes it with 1009."""
+    hub, factory, endpoint = make_client(clock, maxLineLength=300)
+    got = []
+    factory.protocol = type("Recorder", (factory.protocol,), {
+        "messageReceived": lambda self, payload, isBinary: got.append(payload)})
+    client, server, pump = endpoint.accept()
+    server.sendMessage(b"x" * 300)
+    server.sendMessage(b"y" * 301)
+    pump.flush()
+    assert got == [b"x" * 300]
+    assert client.localCloseCode == 1009
+
+
 def test_stop_trying_says_goodbye(clock):
     """stopTrying sends a normal close frame and fires whenStopped."""
     hub, factory, endpoint = make_client(clock)
@@ -492,6 +776,7 @@ def test_stop_trying_says_goodbye(clock):
     pump.flush()
     assert closes == [1000]
     assert stopped.called
+    assert clock.getDelayedCalls() == []
 
 
 def test_public_names():

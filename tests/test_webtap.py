@@ -3,6 +3,7 @@ twistd heartbeat's --websocket-port and --status-port.
 """
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,77 @@ def test_bad_endpoint_is_one_line_naming_the_option(name):
 @pytest.mark.parametrize("argv, message", [
     (["--port", "8080", "--websocket-port", "tcp:8080"], "--websocket-port must differ from --port"),
     (["--websocket-port", "8080", "--status-port", "8080"], "--status-port must differ from --websocket-port"),
+    (["--port", "8080", "--status-port", "tcp:8080:interface=127.0.0.1"],
+     "--status-port must differ from --port"),
+    (["--port", "tcp:port=8080:interface=127.0.0.1", "--websocket-port",
+      "tcp:8080:interface=127.0.0.1"], "--websocket-port must differ from --port"),
+    (["--port", "tcp6:8080", "--websocket-port", "tcp:8080:interface=127.0.0.1"],
+     "--websocket-port must differ from --port"),
+    (["--port", "unix:/tmp/hb.sock", "--status-port", "unix:address=/tmp/hb.sock"],
+     "--status-port must differ from --port"),
 ])
 def test_one_port_cannot_serve_two_listeners(argv, message):
-    """Two listeners on one port are refused up front, not at listen time."""
+    """Two listeners on one port are refused up front, not at listen time,
+    however the descriptions spell it."""
     with pytest.raises(usage.UsageError, match=f"^{message}$"):
         parse(*argv)
+
+
+def test_one_port_on_two_interfaces_is_two_listeners():
+    """The same port number on two distinct interfaces is allowed."""
+    options = parse("--port", "tcp:8080:interface=127.0.0.1",
+                    "--websocket-port", "tcp:8080:interface=127.0.0.2",
+                    "--status-port", "tcp:0")
+    assert options["websocket-port"] == "tcp:8080:interface=127.0.0.2"
+
+
+@pytest.mark.parametrize("option", ["port", "websocket-port", "status-port"])
+def test_a_port_that_cannot_listen_stops_the_server(option):
+    """A port already taken stops twistd at once, exit status 1, with one
+    line naming the option, not a traceback and a server without it."""
+    from .processes import TWISTD, LoggedProcess
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = taken.getsockname()[1]
+        ports = {"port": "tcp:0:interface=127.0.0.1"}
+        ports[option] = f"tcp:{port}:interface=127.0.0.1"
+        argv = TWISTD + ["-n", "--pidfile=", "--logfile=-", "heartbeat"]
+        for name in ("websocket-port", "status-port"):
+            ports.setdefault(name, "tcp:0:interface=127.0.0.1")
+        for name, description in ports.items():
+            argv += [f"--{name}", description]
+        server = LoggedProcess(argv)
+        try:
+            assert server.process.wait(15) == 1
+        finally:
+            server.stop()
+    finally:
+        taken.close()
+    log = server.log()
+    assert (f"--{option} tcp:{port}:interface=127.0.0.1: cannot listen: "
+            "Address already in use") in log
+    assert "Traceback" not in log
+
+
+def test_allowed_origins_reach_the_websocket_factory():
+    """--allowed-origins limits the pages that may connect; a value that is
+    not an origin, or the option without a WebSocket port, is refused."""
+    service = makeService(parse(
+        "--port", "tcp:0", "--websocket-port", "tcp:0",
+        "--allowed-origins", "https://app.example.com, http://localhost:3000"))
+    line, websocket = list(service)
+    wsFactory = websocket.factory.resource.children[b""]._websocket._factory
+    assert wsFactory.allowedOrigins == ["https://app.example.com:443",
+                                        "http://localhost:3000"]
+    for argv, message in [
+        (["--websocket-port", "0", "--allowed-origins", "app.example.com"],
+         "^--allowed-origins: 'app.example.com' is not an origin"),
+        (["--allowed-origins", "https://app.example.com"],
+         "^--allowed-origins needs --websocket-port$"),
+    ]:
+        with pytest.raises(usage.UsageError, match=message):
+            parse(*argv)
 
 
 def test_missing_extra_says_what_to_install(monkeypatch):

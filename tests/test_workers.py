@@ -156,6 +156,19 @@ def test_bad_workers_are_refused_in_one_line(arguments, message):
         parse(*arguments)
 
 
+def test_a_port_in_use_stops_the_workers_parent_in_one_line(pool):
+    """Workers on a port already taken: one line naming it, no traceback."""
+    process, port, log = pool
+    taken = subprocess.run(
+        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "heartbeat",
+         "--port", f"tcp:{port}:interface=127.0.0.1", "--workers", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )
+    assert taken.returncode != 0
+    assert "cannot listen" in taken.stderr + taken.stdout
+    assert "Traceback" not in taken.stderr + taken.stdout
+
+
 def test_help_says_broadcast_stays_within_a_worker():
     """--help tells operators that a broadcast does not cross workers."""
     assert "--broadcast reaches only the connections of the same worker" in (

@@ -13,6 +13,11 @@ from .processes import TWISTD, LoggedProcess, wait_for
 # The order in which the plugin starts its listeners.
 PORTS = ("port", "websocket-port", "status-port")
 
+# A page's opening handshake, as its browser sends it.
+HANDSHAKE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
 
 class WebServer(LoggedProcess):
     """
@@ -100,3 +105,18 @@ class AnsweringPeer:
 
     def close(self):
         self.sock.close()
+
+
+def raw_page(port, receiveBuffer=None):
+    """
+    A socket that has opened a WebSocket to C{port} and does nothing else,
+    with the kernel's receive buffer set to C{receiveBuffer} if given.
+    """
+    sock = socket.socket()
+    if receiveBuffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(HANDSHAKE)
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    return sock

@@ -9,8 +9,13 @@
 // The attempts start over once a connection has proven healthy: the server
 // sent something.  It also reconnects at once when the page becomes
 // visible again or the browser comes back online, since timers may have
-// been throttled meanwhile.  send() keeps messages while disconnected (up
-// to maxBuffered) and sends them, in order, once healthy again.
+// been throttled meanwhile (and an attempt under way may hang on a network
+// that is gone).  send() keeps messages while disconnected (up to
+// maxBuffered) and sends them, in order, once healthy again.
+//
+// The server's first message on a connection, its hello, gives its timing
+// and its message limit; later ones, or any timing below MIN_SECONDS, are
+// not taken: a peer's message relayed by the server cannot pass for one.
 //
 // Plain ES module, no dependencies: import it from the server's
 // /heartbeat.js.  Times are in seconds, like the server's options.
@@ -21,9 +26,16 @@ const EPSILON = 0.001;
 // throttled: the server's messages may be waiting, unread, behind it.
 const LATE = 0.05;
 const CONTROL = new Set(["ping", "pong", "hello"]);
+// Close codes, the server's by the same numbers.
 const HEARTBEAT_TIMEOUT = 4000;
 const UNAUTHORIZED = 4001;
 const TRY_AGAIN_LATER = 4013;
+// Timing until a server says otherwise, and the shortest taken from one.
+const INTERVAL = 25;
+const TIMEOUT = 55;
+const MIN_SECONDS = 0.1;
+// The server's default --max-line-length, until its hello says.
+const MAX_LENGTH = 65536;
 
 const browserClock = {
   now: () => performance.now() / 1000,
@@ -40,6 +52,13 @@ export function backoffDelay(attempt, initialDelay = 1, maxDelay = 30, random = 
 
 /** send() found the buffer full while disconnected. */
 export class BufferFullError extends Error {}
+
+// A timing from the server: a finite number of seconds, not below
+// MIN_SECONDS; anything else (null from a server that never pings or never
+// drops, a string, a tiny number) is not taken.
+function seconds(value) {
+  return typeof value === "number" && Number.isFinite(value) && value >= MIN_SECONDS ? value : null;
+}
 
 function parseControl(data) {
   if (typeof data !== "string" || data[0] !== "{" || data.length > 256) return null;
@@ -60,18 +79,25 @@ function parseControl(data) {
  * for each lost connection), "message" (a MessageEvent, heartbeats never
  * included) and "statechange" (detail: {state, previous}).
  *
+ * send() throws RangeError for a string holding a newline or a message
+ * over the server's limit, which the server would refuse by closing the
+ * socket (losing what follows); a message kept while disconnected that
+ * turns out to be over the limit of the server's hello is not sent, and an
+ * "error" event (detail: {data, error}) says so.
+ *
  * Options: interval and timeout (by default the server's, from its hello;
- * 25 and 55 until then), initialDelay (1), maxDelay (30), maxBuffered
- * (1000), protocols, authToken (sent first, as "auth <token>", for a server
- * that requires it; refused, the socket closes for good); for tests,
- * WebSocket, clock and random.
+ * 25 and 55 until then), maxLength (likewise, 65536 until then),
+ * initialDelay (1), maxDelay (30), maxBuffered (1000), protocols, authToken
+ * (sent first, as "auth <token>", for a server that requires it; refused,
+ * the socket closes for good); for tests, WebSocket, clock and random.
  */
 export class HeartbeatSocket extends EventTarget {
   constructor(url, options = {}) {
     super();
     this.url = url;
-    this.interval = options.interval ?? 25;
-    this.timeout = options.timeout ?? 55;
+    this.interval = options.interval ?? INTERVAL;
+    this.timeout = options.timeout ?? TIMEOUT;
+    this.maxLength = options.maxLength ?? MAX_LENGTH;
     this.initialDelay = options.initialDelay ?? 1;
     this.maxDelay = options.maxDelay ?? 30;
     this.maxBuffered = options.maxBuffered ?? 1000;
@@ -101,9 +127,11 @@ export class HeartbeatSocket extends EventTarget {
   /** Send now if the connection is healthy, else after the next one. */
   send(data) {
     if (this.state === "closed") throw new Error("the socket is closed");
+    const error = this._refusal(data);
+    if (error !== null) throw error;
     // A socket the server is closing would drop the message silently.
     if (this.state === "open" && this._ws.readyState === OPEN) {
-      this._ws.send(data);
+      this._write(data);
     } else if (this._buffer.length >= this.maxBuffered) {
       throw new BufferFullError(`${this._buffer.length} messages already wait`);
     } else {
@@ -149,30 +177,78 @@ export class HeartbeatSocket extends EventTarget {
     this.ping();
   }
 
+  // Why the server would refuse a message, or null.
+  _refusal(data) {
+    let length;
+    if (typeof data === "string") {
+      if (data.includes("\n")) return new RangeError("a message must not contain a newline");
+      // A UTF-16 unit takes at most 3 bytes of UTF-8: count them only when
+      // that decides.
+      if (data.length * 3 <= this.maxLength) return null;
+      length = new TextEncoder().encode(data).length;
+    } else {
+      length = data.byteLength ?? data.size;
+    }
+    if (length > this.maxLength) {
+      return new RangeError(`a message of ${length} bytes is over the server's limit of ${this.maxLength}`);
+    }
+    return null;
+  }
+
+  // A string the server would read as a heartbeat goes as its bytes, so
+  // that it reaches the application whole.
+  _write(data) {
+    this._ws.send(parseControl(data) === null ? data : new TextEncoder().encode(data));
+  }
+
   _received(data) {
     const now = this._clock.now();
     this._lastHeard = now;
     const control = parseControl(data);
-    if (control?.type === "hello") {
-      this.interval = this._options.interval ?? control.interval;
-      this.timeout = this._options.timeout ?? control.timeout;
-      this._cancelTimer();
-      this._arm();
+    if (this.state === "connecting") {
+      if (control?.type === "hello") this._hello(control);
+      this._healthy();
     }
-    if (this.state === "connecting") this._healthy();
     if (control === null) {
       this.dispatchEvent(new MessageEvent("message", { data }));
     } else if (control.type === "ping") {
-      this._ws.send(JSON.stringify({ type: "pong", t: control.t }));
+      if (Number.isInteger(control.t)) this._ws.send(JSON.stringify({ type: "pong", t: control.t }));
     } else if (control.type === "pong" && control.t === this._pings && this._pingSentAt !== null) {
       this.rtt = now - this._pingSentAt;
       this._pingSentAt = null;
     }
   }
 
+  // The server's timing and limit, for this connection.  A server that
+  // never pings or never drops says null for one of them: the page still
+  // needs both, so the missing one is derived from the other.
+  _hello(hello) {
+    let interval = seconds(hello.interval);
+    let timeout = seconds(hello.timeout);
+    if (interval !== null && timeout !== null && timeout <= interval) {
+      interval = timeout = null;
+    }
+    interval ??= timeout === null ? INTERVAL : Math.min(INTERVAL, timeout / 2);
+    timeout ??= Math.max(TIMEOUT, 2 * interval);
+    this.interval = this._options.interval ?? interval;
+    this.timeout = this._options.timeout ?? timeout;
+    if (Number.isSafeInteger(hello.maxLength) && hello.maxLength > 0) {
+      this.maxLength = this._options.maxLength ?? hello.maxLength;
+    }
+    this._cancelTimer();
+    this._arm();
+  }
+
   _healthy() {
     this._attempt = 0;
-    for (const data of this._buffer.splice(0)) this._ws.send(data);
+    for (const data of this._buffer.splice(0)) {
+      const error = this._refusal(data);
+      if (error === null) {
+        this._write(data);
+      } else {
+        this.dispatchEvent(new CustomEvent("error", { detail: { data, error } }));
+      }
+    }
     this._setState("open");
     this.dispatchEvent(new Event("open"));
   }
@@ -241,6 +317,11 @@ export class HeartbeatSocket extends EventTarget {
   _resumeNow() {
     if (this.state === "reconnecting") {
       this._connect();
+    } else if (this.state === "connecting") {
+      // The attempt may hang on a network that is gone: start afresh.
+      const pending = this._ws;
+      this._connect();
+      pending.close();
     } else if (this.state === "open") {
       this._cancelTimer();
       this._due();

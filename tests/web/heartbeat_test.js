@@ -21,7 +21,9 @@ class FakeClock {
   }
   advance(seconds) {
     const end = this.t + seconds;
-    for (;;) {
+    for (let fired = 0; ; fired++) {
+      // A timer that re-arms itself without delay would spin for ever.
+      check(fired < 10000, `timers fired ${fired} times within ${seconds}s`);
       const due = [...this.calls].filter(([, c]) => c.at <= end + 1e-9);
       if (due.length === 0) break;
       const [id, call] = due.reduce((a, b) => (b[1].at < a[1].at ? b : a));
@@ -76,7 +78,7 @@ function same(actual, expected, what) {
   check(a === e, `${what}: ${a} !== ${e}`);
 }
 
-const hello = (interval, timeout) => JSON.stringify({ type: "hello", interval, timeout });
+const hello = (interval, timeout, maxLength) => JSON.stringify({ type: "hello", interval, timeout, maxLength });
 
 // Every socket a case made, closed after it so none hears the next case's
 // online or visibilitychange events.
@@ -91,11 +93,12 @@ function make(options = {}) {
   });
   made.push(socket);
   const events = [];
-  for (const type of ["open", "close", "message", "statechange"]) {
+  for (const type of ["open", "close", "message", "statechange", "error"]) {
     socket.addEventListener(type, (event) => events.push(
       type === "statechange" ? event.detail.state
         : type === "close" ? `close ${event.code}`
-        : type === "message" ? `message ${event.data}` : type));
+        : type === "message" ? `message ${event.data}`
+        : type === "error" ? `error ${event.detail.data}` : type));
   }
   const connect = () => {
     const ws = sockets.at(-1);
@@ -317,4 +320,120 @@ cases.close_is_final = () => {
   check(refused, "send after close");
   window.dispatchEvent(new Event("online"));
   same(sockets.length, 1, "attempts after online");
+};
+
+// Only a connection's first message may set its timing: a later hello (a
+// peer's message relayed as text by some server) changes nothing.
+cases.a_later_hello_is_not_taken = () => {
+  const { socket, clock, events, connect } = make();
+  const ws = connect();
+  ws.receive(hello(0.01, 0.02));
+  same([socket.interval, socket.timeout], [1, 3], "timing");
+  same(events.slice(2), [], "events");
+  clock.advance(0.5);
+  same(socket.state, "open", "state");
+};
+
+// A hello with timing that is not a number, below 0.1 s, or a timeout not
+// above the interval leaves the page's defaults, without a timer loop.
+cases.a_hello_with_bad_timing_keeps_the_defaults = () => {
+  for (const [interval, timeout] of [["x", "y"], [0.01, 0.02], [3, 1], [Infinity, NaN]]) {
+    const { socket, clock, sockets } = make();
+    sockets[0].open();
+    sockets[0].receive(hello(interval, timeout));
+    same([socket.interval, socket.timeout], [25, 55], `timing from ${interval}, ${timeout}`);
+    clock.advance(1);
+    same(socket.state, "open", "state");
+  }
+};
+
+// A server that never pings (--interval 0) or never drops (--timeout 0)
+// says null: the page still pings it in time, and still drops it dead.
+cases.a_server_without_interval_or_timeout_is_still_watched = () => {
+  const passive = make();
+  passive.sockets[0].open();
+  passive.sockets[0].receive(hello(null, 10));
+  same([passive.socket.interval, passive.socket.timeout], [5, 10], "timing without interval");
+  passive.clock.advance(5.01);
+  same(passive.sockets[0].sent.at(-1), '{"type":"ping","t":2}', "the page pings");
+  const patient = make();
+  patient.sockets[0].open();
+  patient.sockets[0].receive(hello(25, null));
+  same([patient.socket.interval, patient.socket.timeout], [25, 55], "timing without timeout");
+  patient.clock.advance(55.01);
+  same(patient.socket.state, "reconnecting", "a dead server dropped");
+};
+
+// A server ping whose t is not a whole number is not answered.
+cases.only_well_formed_pings_are_answered = () => {
+  const { connect } = make();
+  const ws = connect();
+  ws.receive('{"type":"ping","t":"x"}');
+  ws.receive('{"type":"ping"}');
+  same(ws.sent.length, 1, "answers to bad pings");
+  ws.receive('{"type":"ping","t":7}');
+  same(ws.sent.at(-1), '{"type":"pong","t":7}', "answer");
+};
+
+// What the server would refuse (closing the socket, losing what follows)
+// throws at once: a newline, or more bytes than the limit of its hello.
+cases.send_throws_for_what_the_server_would_refuse = () => {
+  const { socket, sockets } = make();
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 3, 10));
+  const refused = (data) => {
+    try {
+      socket.send(data);
+    } catch (error) {
+      return error instanceof RangeError;
+    }
+    return false;
+  };
+  check(refused("two\nlines"), "newline");
+  check(refused("x".repeat(11)), "11 bytes");
+  check(refused("\u00e9".repeat(6)), "12 bytes in 6 characters");
+  check(refused(new Uint8Array(11)), "11 binary bytes");
+  socket.send("\u00e9".repeat(5));
+  socket.send(new Uint8Array(10));
+  same(ws.sent.length, 3, "sent");
+};
+
+// A message kept while disconnected that the hello shows over the limit
+// is not sent (an error event says so); the rest go.
+cases.a_kept_message_over_the_limit_is_reported_not_sent = () => {
+  const { socket, sockets, events } = make();
+  socket.send("x".repeat(20));
+  socket.send("ok");
+  sockets[0].open();
+  sockets[0].receive(hello(1, 3, 10));
+  same(sockets[0].sent.slice(1), ["ok"], "sent");
+  same(events.filter((e) => e.startsWith("error")), ["error " + "x".repeat(20)], "events");
+};
+
+// A message the server would take for a heartbeat goes as its bytes, so
+// it reaches the other side whole.
+cases.a_message_shaped_like_a_heartbeat_goes_as_bytes = () => {
+  const { socket, connect } = make();
+  const ws = connect();
+  socket.send('{"type":"ping","t":1}');
+  const sent = ws.sent.at(-1);
+  check(sent instanceof Uint8Array, `sent ${sent}`);
+  same(new TextDecoder().decode(sent), '{"type":"ping","t":1}', "bytes");
+};
+
+// Back online, or visible again, during an attempt: that attempt is
+// dropped and a new one starts at once.
+cases.online_or_visible_while_connecting_starts_afresh = () => {
+  const { socket, sockets } = make();
+  window.dispatchEvent(new Event("online"));
+  same(sockets.length, 2, "attempts after online");
+  check(sockets[0].closedWith !== undefined, "the pending attempt closed");
+  Object.defineProperty(document, "visibilityState", { value: "visible", configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+  same(sockets.length, 3, "attempts after visibilitychange");
+  same(socket.state, "connecting", "state");
+  sockets[2].open();
+  sockets[2].receive(hello(1, 3));
+  same(socket.state, "open", "state once answered");
 };
