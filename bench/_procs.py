@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from ._report import cpu_seconds, rss_bytes
 
@@ -180,20 +180,22 @@ class Load:
                 text=True, bufsize=1,
             ))
 
-    def events(self, process: subprocess.Popen) -> Iterator[Dict]:
+    def _next(self, process: subprocess.Popen, name: str) -> Dict:
+        """
+        Read C{process}'s events until the one called C{name}.
+        """
         for line in process.stdout:
-            yield json.loads(line)
+            event = json.loads(line)
+            if event["event"] == name:
+                return event
+        raise RuntimeError(f"a load generator died before its {name!r} event")
 
     def waitConnected(self) -> None:
         """
         Wait until every generator reports all its connections open.
         """
         for process in self.processes:
-            for event in self.events(process):
-                if event["event"] == "connected":
-                    break
-            else:
-                raise RuntimeError("a load generator died while connecting")
+            self._next(process, "connected")
 
     def send(self, command: str) -> None:
         for process in self.processes:
@@ -206,11 +208,7 @@ class Load:
         self.send("stop")
         total: Dict = {}
         for process in self.processes:
-            for event in self.events(process):
-                if event["event"] == "summary":
-                    break
-            else:
-                raise RuntimeError("a load generator died before its summary")
+            event = self._next(process, "summary")
             process.wait()
             for key, value in event.items():
                 if isinstance(value, list):
