@@ -23,7 +23,6 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.test.requesthelper import DummyRequest
 
-from heartbeat._metrics import MetricsResource
 from heartbeat._monitor import MonitoredServerFactory
 from heartbeat._status import StatusService, _event
 from heartbeat._websocket import HeartbeatWebSocketServerFactory

@@ -91,10 +91,18 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
     maxWriteBuffer: Optional[int] = None
     heartbeatFraming = "line"
 
-    _closingWithError = False
-    _lingerCall: Optional[IDelayedCall] = None
-    _partialSince: Optional[float] = None
-    _writeCap: Optional[WriteCap] = None
+    _closingWithError: bool
+    _lingerCall: Optional[IDelayedCall]
+    _partialSince: Optional[float]
+    # Set on every new connection (see HeartbeatProtocol): ours, and the two
+    # that LineReceiver would set on the first data.
+    _connectionState = {
+        "_closingWithError": False,
+        "_lingerCall": None,
+        "_partialSince": None,
+        "_buffer": b"",
+        "_busyReceiving": False,
+    }
 
     @property
     def MAX_LENGTH(self) -> int:  # type: ignore[override]
@@ -107,16 +115,16 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closingWithError:
+            # Read and dropped until the peer closes (see closeWithError).
+            return
         super().dataReceived(data)
         if self.lineTimeout is not None and not self._closingWithError:
             self._checkPartialLine(data)
 
     def _checkPartialLine(self, data: bytes) -> None:
         if data[-1:] == b"\n":
-            # Only written when it changes: every attribute a connection
-            # holds costs memory at each of thousands of connections.
-            if self._partialSince is not None:
-                self._partialSince = None
+            self._partialSince = None
             return
         now = self._heartbeatLastReceived
         if b"\n" in data or self._partialSince is None:
@@ -197,8 +205,8 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
                 reason=reason.decode("ascii", "replace"),
             )
         self.stopHeartbeat()
+        # Ends the parsing of what this read brought; later reads are dropped.
         self.clearLineBuffer()
-        self.setRawMode()
         self.sendLine(ERROR + b" " + reason)
         transport = self.transport
         halfClose = getattr(transport, "loseWriteConnection", None)
@@ -209,10 +217,6 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         self._lingerCall = self._heartbeatResolveClock().callLater(
             self.errorLinger, transport.abortConnection  # type: ignore[union-attr]
         )
-
-    def rawDataReceived(self, data: bytes) -> None:
-        # Only a connection closing with an error is in raw mode: it drains.
-        pass
 
     def connectionLost(self, reason: Failure) -> None:
         if self._lingerCall is not None:

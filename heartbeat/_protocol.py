@@ -34,6 +34,8 @@ _SLOT_DEFAULTS = {
     "_heartbeatRtt": None,
     "_heartbeatSmoothedRtt": None,
     "_heartbeatGraced": False,
+    # The framing's write cap (L{heartbeat._writecap.WriteCap}), if any.
+    "_writeCap": None,
 }
 
 
@@ -70,20 +72,35 @@ class HeartbeatProtocol:
     heartbeatTimeout: Optional[float] = 55.0
     heartbeatClock: Optional[IReactorTime] = None
 
-    # Per-connection state lives in slots, not in the instance dictionary:
-    # holding 15,000 real connections, eight more dictionary entries cost
-    # about 190 bytes a connection, eight slots 64.
+    # Per-connection state lives in slots, filled when the connection is
+    # made.  And a subclass names in C{_connectionState} every attribute a
+    # connection of it may ever set, with its initial value, so that it is
+    # set on every new connection at once.  An attribute first set later
+    # (on the first data, on an error) by connections accepted in a burst
+    # turns each one's attribute dictionary into a full dictionary of its
+    # own, some 270 bytes more than the 8 an attribute costs otherwise:
+    # CPython shares one table of attribute names among a class's instances
+    # while there is room in it, and the room shrinks with each instance.
     __slots__ = tuple(_SLOT_DEFAULTS)
+    _connectionState = _SLOT_DEFAULTS
+    _initialState = tuple(_SLOT_DEFAULTS.items())
 
     # Not "log": the framing's own base class may hold that name (Autobahn's
     # protocols do, with a logger of another kind).
     _heartbeatLog = Logger()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        initial: dict = {}
+        for klass in reversed(cls.__mro__):
+            initial.update(klass.__dict__.get("_connectionState", {}))
+        cls._initialState = tuple(initial.items())
+
     def __new__(cls, *args, **kwargs):
-        # Slots start out unset: fill them here rather than in __init__, which
-        # subclasses often define without calling up.
+        # Here rather than in __init__, which subclasses often define without
+        # calling up; and slots start out unset.
         self = super().__new__(cls)
-        for name, value in _SLOT_DEFAULTS.items():
+        for name, value in cls._initialState:
             setattr(self, name, value)
         return self
 

@@ -72,8 +72,11 @@ class CountedByServer:
         C{False} while it owes its C{auth}, and once refused.
     """
 
-    heartbeatAdmitted = False
-    _heartbeatJoined = False
+    heartbeatAdmitted: bool
+    _heartbeatJoined: bool
+    # Set on every new connection (see HeartbeatProtocol).
+    _connectionState = {"heartbeatAdmitted": False, "_heartbeatJoined": False}
+    # Set only when the server asks for a token, as the connection is made.
     _heartbeatAuthCall: Optional[IDelayedCall] = None
 
     @property
@@ -179,9 +182,11 @@ class CountedByServer:
         self.heartbeatRefuse(UNAUTHORIZED)
 
     def _heartbeatCancelAuth(self) -> None:
-        call, self._heartbeatAuthCall = self._heartbeatAuthCall, None
-        if call is not None and call.active():
-            call.cancel()
+        call = self._heartbeatAuthCall
+        if call is not None:
+            self._heartbeatAuthCall = None
+            if call.active():
+                call.cancel()
 
     # Counting
 
@@ -215,8 +220,9 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
     maxLineLength = _FactorySetting()  # type: ignore[assignment]
     lineTimeout = _FactorySetting()  # type: ignore[assignment]
     maxWriteBuffer = _FactorySetting()  # type: ignore[assignment]
-    _lastPingAt: Optional[float] = None
-    _pingStrikes = 0
+    _lastPingAt: Optional[float]
+    _pingStrikes: int
+    _connectionState = {"_lastPingAt": None, "_pingStrikes": 0}
 
     def connectionMade(self) -> None:
         if not self.heartbeatJoin():
@@ -253,8 +259,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
                     )
                     self.closeWithError(TOO_MANY_PINGS, quiet=True)
                     return
-            elif self._pingStrikes:
-                # Written only when it changes, like the partial-line mark.
+            else:
                 self._pingStrikes = 0
         super().pingReceived(token)
 

@@ -148,7 +148,6 @@ class WebSocketHeartbeat(HeartbeatProtocol):
     heartbeatFraming = "websocket"
     maxLineLength: Optional[int] = None
     maxWriteBuffer: Optional[int] = None
-    _writeCap: Optional[WriteCap] = None
 
     def heartbeatSettings(self) -> Any:
         """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from math import ceil
-from typing import Dict, List, Optional, Protocol
+from typing import Dict, Optional, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -32,6 +32,18 @@ class WheelMember(Protocol):
         @param lateness: how long after the slot's own time it fired: large
             when the reactor was blocked, so events may be sitting unread.
         """
+
+
+class Slot(list):
+    """
+    The members filed for one slot, and its number.
+
+    A member keeps this object rather than the number: each number computed
+    is an integer object of its own, 32 bytes for every connection, where
+    the slot is shared by all of its members.
+    """
+
+    __slots__ = ("number",)
 
 
 class TimingWheel:
@@ -52,7 +64,7 @@ class TimingWheel:
         # slots hold a few members, where an empty set alone is 216 bytes.
         # A slot holds what was filed within one resolution, a few hundred
         # members at most, so removal by scanning stays cheap.
-        self._slots: Dict[int, List[WheelMember]] = {}
+        self._slots: Dict[int, Slot] = {}
         # Slot numbers in time order; may hold numbers whose slot has since
         # emptied, skipped when they reach the top.
         self._order: list[int] = []
@@ -63,41 +75,44 @@ class TimingWheel:
     def __len__(self) -> int:
         return sum(len(members) for members in self._slots.values())
 
-    def schedule(self, member: WheelMember, when: float) -> int:
+    def schedule(self, member: WheelMember, when: float) -> Slot:
         """
         File C{member} to be called at C{when} (or at most one slot later).
 
-        @return: the slot number, to be given back to L{unschedule}.
+        @return: the slot, to be given back to L{unschedule}.
         """
-        slot = ceil(when / self.resolution)
-        members = self._slots.get(slot)
-        if members is None:
-            self._slots[slot] = [member]
-            heappush(self._order, slot)
+        number = ceil(when / self.resolution)
+        slot = self._slots.get(number)
+        if slot is None:
+            slot = self._slots[number] = Slot((member,))
+            slot.number = number
+            heappush(self._order, number)
             # While firing, the timer is re-armed once all due members are
             # called, for whichever slot is then the earliest.
             if not self._firing and (
-                self._armedSlot is None or slot < self._armedSlot
+                self._armedSlot is None or number < self._armedSlot
             ):
-                self._arm(slot)
+                self._arm(number)
         else:
-            members.append(member)
+            slot.append(member)
         return slot
 
-    def unschedule(self, member: WheelMember, slot: int) -> None:
+    def unschedule(self, member: WheelMember, slot: Slot) -> None:
         """
         Forget C{member}, filed in C{slot}; does nothing if it is not there.
         """
-        members = self._slots.get(slot)
-        if members is None:
+        number = slot.number
+        # A slot that has come due is no longer filed, and is left alone:
+        # the wheel may be calling its members right now.
+        if self._slots.get(number) is not slot:
             return
         try:
-            members.remove(member)
+            slot.remove(member)
         except ValueError:
             return
-        if not members:
-            del self._slots[slot]
-            if slot == self._armedSlot:
+        if not slot:
+            del self._slots[number]
+            if number == self._armedSlot:
                 self._armNext()
 
     def _arm(self, slot: int) -> None:

@@ -63,3 +63,36 @@ def test_a_subclass_init_need_not_call_up(clock):
     assert transport.value() == b"ping 1\n"
     lose(protocol)
     assert clock.getDelayedCalls() == []
+
+
+def _attributes(protocol):
+    return set(vars(protocol))
+
+
+def test_a_connection_sets_no_attribute_after_it_is_made(clock):
+    """Whatever a connection goes through (pings both ways, application
+    lines, a line split over reads, a ping flood, an error), it sets no
+    attribute it did not have once connected: one first set later, on
+    connections accepted in a burst, costs each of them a whole attribute
+    dictionary of its own."""
+    for authToken in (None, b"secret"):
+        factory = HeartbeatServerFactory(
+            clock=clock, authToken=authToken, maxLineLength=20
+        )
+        protocol, transport = connect(factory)
+        initial = _attributes(protocol)
+        if authToken:
+            protocol.dataReceived(b"auth secret\n")
+        protocol.dataReceived(b"ping 1\nhello\n")
+        protocol.dataReceived(b"hel")
+        clock.advance(0.5)
+        protocol.dataReceived(b"lo\n")
+        protocol.heartbeatPing()
+        protocol.dataReceived(b"pong 1\n")
+        clock.advance(25.01)
+        for _ in range(4):
+            protocol.dataReceived(b"ping\n")
+        assert b"error too many pings\n" in take(transport)
+        protocol.dataReceived(b"x" * 30 + b"\n")
+        lose(protocol)
+        assert _attributes(protocol) == initial

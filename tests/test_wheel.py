@@ -40,7 +40,9 @@ def test_the_wheel_forgets_a_member_once(clock):
     assert wheel.schedule(b, 1.0) == slot
     wheel.unschedule(a, slot)
     wheel.unschedule(a, slot)
-    wheel.unschedule(b, slot + 1)
+    wheel.unschedule(b, wheel.schedule(Member(wheel, fired, "c"), 2.0))
     clock.advance(1.0)
     assert fired == [("b", 1.0)]
+    clock.advance(1.0)
+    assert fired == [("b", 1.0), ("c", 2.0)]
     assert clock.getDelayedCalls() == []
