@@ -120,12 +120,12 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             return
         super().dataReceived(data)
         if self.lineTimeout is not None and not self._closingWithError:
-            self._checkPartialLine(data)
+            if data[-1:] == b"\n":
+                self._partialSince = None
+            else:
+                self._checkPartialLine(data)
 
     def _checkPartialLine(self, data: bytes) -> None:
-        if data[-1:] == b"\n":
-            self._partialSince = None
-            return
         now = self._heartbeatLastReceived
         if b"\n" in data or self._partialSince is None:
             self._partialSince = now
