@@ -23,9 +23,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.test.requesthelper import DummyRequest
 
-from heartbeat._monitor import MonitoredServerFactory
-from heartbeat._status import StatusService, _event
-from heartbeat._websocket import HeartbeatWebSocketServerFactory
+from heartbeat._server.websocket import HeartbeatWebSocketServerFactory
+from heartbeat._status.monitor import MonitoredServerFactory
+from heartbeat._status.service import StatusService, _event
 
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

@@ -5,21 +5,18 @@ Ping a silent peer, drop a dead one, measure the round trip, and reconnect
 with jittered backoff.
 """
 
-from ._backoff import backoff_delay
-from ._client import (
+from ._client.factory import (
     BufferFull,
     ClientStopped,
     HeartbeatClientFactory,
-    HeartbeatClientProtocol,
     ServerRefused,
 )
-from ._line import HeartbeatLineProtocol, parse_heartbeat
-from ._protocol import HeartbeatProtocol
-from ._server import (
-    BroadcastServerProtocol,
-    HeartbeatServerFactory,
-    HeartbeatServerProtocol,
-)
+from ._client.protocol import HeartbeatClientProtocol
+from ._core.backoff import backoff_delay
+from ._core.protocol import HeartbeatProtocol
+from ._framing.line import HeartbeatLineProtocol, parse_heartbeat
+from ._server.factory import HeartbeatServerFactory
+from ._server.line import BroadcastServerProtocol, HeartbeatServerProtocol
 
 __version__ = "0.1.0"
 

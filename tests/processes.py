@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-CLIENT = [sys.executable, "-m", "heartbeat._client_main"]
+CLIENT = [sys.executable, "-m", "heartbeat._service.client_main"]
 
 
 def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):

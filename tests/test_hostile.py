@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
 from heartbeat import HeartbeatServerFactory
-from heartbeat._tcp import enable_tcp_keepalive, keepalive_settings
+from heartbeat._server.tcp import enable_tcp_keepalive, keepalive_settings
 
 from .helpers import connect, lose, take
 
@@ -101,7 +101,7 @@ def test_a_lost_connection_and_its_unsent_data_are_freed_at_once(clock):
     import gc
     import weakref
 
-    from heartbeat._line import HeartbeatLineProtocol
+    from heartbeat._framing.line import HeartbeatLineProtocol
 
     from .helpers import factory_for
 

@@ -3,7 +3,7 @@ What keeps a connection small and a ping cheap still behaves.
 """
 
 from heartbeat import HeartbeatServerFactory, HeartbeatServerProtocol
-from heartbeat._protocol import _SLOT_DEFAULTS
+from heartbeat._core.protocol import _SLOT_DEFAULTS
 
 from .helpers import connect, lose, take
 

@@ -6,10 +6,10 @@ import pytest
 from twisted.python import usage
 
 from heartbeat import BroadcastServerProtocol, HeartbeatServerProtocol
-from heartbeat._client_main import Options as ClientOptions
-from heartbeat._client_main import client_description
-from heartbeat._tap import Options as ServerOptions
-from heartbeat._tap import makeService
+from heartbeat._service.client_main import Options as ClientOptions
+from heartbeat._service.client_main import client_description
+from heartbeat._service.tap import Options as ServerOptions
+from heartbeat._service.tap import makeService
 
 
 def parse(options_class, *argv):

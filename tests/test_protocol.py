@@ -12,7 +12,7 @@ from twisted.protocols.basic import Int32StringReceiver, NetstringReceiver
 from twisted.test import iosim
 
 from heartbeat import HeartbeatProtocol
-from heartbeat._wheel import TimingWheel, _wheels
+from heartbeat._core.wheel import TimingWheel, _wheels
 
 from .helpers import connect, factory_for, lose, take
 

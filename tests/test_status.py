@@ -14,8 +14,8 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from heartbeat._monitor import RTT_BUCKETS, MonitoredServerFactory
-from heartbeat._status import StatusService
+from heartbeat._status.monitor import RTT_BUCKETS, MonitoredServerFactory
+from heartbeat._status.service import StatusService
 
 from .helpers import connect, lose
 from .test_websocket import HeartbeatWebSocketServerFactory, open_browser

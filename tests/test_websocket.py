@@ -9,14 +9,13 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.test import iosim
 
 from heartbeat import BroadcastServerProtocol, HeartbeatServerFactory
-from heartbeat._websocket import (
+from heartbeat._client.websocket import HeartbeatWebSocketClientFactory
+from heartbeat._core.wheel import TimingWheel
+from heartbeat._framing.websocket import parse_app_heartbeat, timers_on
+from heartbeat._server.websocket import (
     BroadcastWebSocketServerProtocol,
-    _timers_on,
-    HeartbeatWebSocketClientFactory,
     HeartbeatWebSocketServerFactory,
-    parse_app_heartbeat,
 )
-from heartbeat._wheel import TimingWheel
 
 from .helpers import connect, lose
 from .test_client import FakeEndpoint
@@ -129,7 +128,7 @@ def test_mixin_works_on_plain_autobahn_protocols(clock):
     clientFactory.protocol = Client
     for factory in (serverFactory, clientFactory):
         factory.clock = clock
-        factory._batched_timer = _timers_on(clock)
+        factory._batched_timer = timers_on(clock)
     server, client = serverFactory.buildProtocol(None), clientFactory.buildProtocol(None)
     pump = iosim.connect(
         server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
@@ -375,10 +374,10 @@ def test_a_page_that_never_authenticates_is_closed(clock):
 
 def test_kernel_keepalive_covers_pages_too(clock, monkeypatch):
     """--tcp-keepalive applies to WebSocket connections, with the same timing."""
-    import heartbeat._server
+    import heartbeat._server.admission
 
     calls = []
-    monkeypatch.setattr(heartbeat._server, "enable_tcp_keepalive",
+    monkeypatch.setattr(heartbeat._server.admission, "enable_tcp_keepalive",
                         lambda transport, interval, timeout: calls.append((interval, timeout)))
     hub, factory = make_server(clock, tcpKeepalive=True)
     open_browser(clock, factory)
@@ -584,9 +583,10 @@ def test_close_codes_are_the_same_in_heartbeat_js():
     import re
     from pathlib import Path
 
-    from heartbeat import _websocket
+    import heartbeat
+    from heartbeat._framing import websocket as _websocket
 
-    source = (Path(_websocket.__file__).parent / "web" / "heartbeat.js").read_text()
+    source = (Path(heartbeat.__file__).parent / "web" / "heartbeat.js").read_text()
     codes = dict(re.findall(r"^const ([A-Z_]+) = (\d+);", source, re.M))
     assert codes["HEARTBEAT_TIMEOUT"] == str(_websocket.HEARTBEAT_TIMEOUT)
     assert codes["UNAUTHORIZED"] == str(_websocket.UNAUTHORIZED_CODE)
@@ -793,7 +793,7 @@ def test_public_names():
         "parse_app_heartbeat",
     ]
     for name in heartbeat.websocket.__all__:
-        assert getattr(heartbeat.websocket, name).__module__ == "heartbeat._websocket"
+        assert getattr(heartbeat.websocket, name).__module__.startswith("heartbeat._")
 
 
 def test_site_serves_the_client_to_any_page(clock):
@@ -801,7 +801,7 @@ def test_site_serves_the_client_to_any_page(clock):
     plain GET / is told where the client is."""
     from twisted.web.test.requesthelper import DummyRequest
 
-    from heartbeat._websocket import websocket_site
+    from heartbeat._server.websocket import websocket_site
 
     hub, factory = make_server(clock)
     site = websocket_site(factory)

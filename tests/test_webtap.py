@@ -11,11 +11,12 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from heartbeat import HeartbeatServerFactory, _webtap
-from heartbeat._monitor import MonitoredServerFactory
-from heartbeat._status import StatusService
-from heartbeat._tap import Options, makeService
-from heartbeat._websocket import BroadcastWebSocketServerProtocol
+from heartbeat import HeartbeatServerFactory
+from heartbeat._server.websocket import BroadcastWebSocketServerProtocol
+from heartbeat._service import server_options
+from heartbeat._service.tap import Options, makeService
+from heartbeat._status.monitor import MonitoredServerFactory
+from heartbeat._status.service import StatusService
 
 
 def parse(*argv):
@@ -119,7 +120,7 @@ def test_missing_extra_says_what_to_install(monkeypatch):
     def missing(name):
         raise ImportError(name)
 
-    monkeypatch.setattr(_webtap, "import_module", missing)
+    monkeypatch.setattr(server_options, "import_module", missing)
     with pytest.raises(usage.UsageError, match=r"heartbeat\[websocket\]"):
         parse("--websocket-port", "8080")
 

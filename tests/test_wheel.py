@@ -2,7 +2,7 @@
 The timing wheel on its own: filing, forgetting, firing in order.
 """
 
-from heartbeat._wheel import TimingWheel
+from heartbeat._core.wheel import TimingWheel
 
 
 class Member:

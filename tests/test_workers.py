@@ -13,8 +13,8 @@ import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.python import usage
 
-from heartbeat._tap import Options, makeService
-from heartbeat._workers import WorkerPool
+from heartbeat._service.supervisor import WorkerPool
+from heartbeat._service.tap import Options, makeService
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

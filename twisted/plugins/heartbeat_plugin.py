@@ -2,7 +2,7 @@ from twisted.application.service import ServiceMaker
 
 heartbeat = ServiceMaker(
     "heartbeat",
-    "heartbeat._tap",
+    "heartbeat._service.tap",
     "Heartbeat line server: pings silent peers, drops dead ones.",
     "heartbeat",
 )

@@ -10,8 +10,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from ._protocol import HeartbeatProtocol, _peer
-from ._writecap import WriteCap
+from .._core.protocol import HeartbeatProtocol, peer_name
+from .writecap import WriteCap
 
 PING = b"ping"
 PONG = b"pong"
@@ -201,7 +201,7 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         if not quiet:
             self._heartbeatLog.info(
                 "closing {peer}: {reason}",
-                peer=_peer(self),
+                peer=peer_name(self),
                 reason=reason.decode("ascii", "replace"),
             )
         self.stopHeartbeat()

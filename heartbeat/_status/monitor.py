@@ -10,7 +10,8 @@ from collections import OrderedDict
 from itertools import count
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._server import CountedByServer, HeartbeatServerFactory
+from .._server.admission import CountedByServer
+from .._server.factory import HeartbeatServerFactory
 
 # Round trips from loopback to across the planet, in seconds.
 RTT_BUCKETS = (

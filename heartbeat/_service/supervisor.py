@@ -15,7 +15,6 @@ own C{--max-connections} and its own C{--broadcast} audience.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from typing import Dict, List, Optional
 
@@ -27,15 +26,12 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import (
-    FileLogObserver,
     Logger,
     LogLevel,
-    eventAsText,
-    globalLogBeginner,
 )
 from twisted.python.failure import Failure
 
-from ._listener import cannot_listen
+from .listener import cannot_listen
 
 # The listening socket's descriptor number in every worker.
 WORKER_FD = 3
@@ -107,7 +103,7 @@ class WorkerPool(Service):
         self._reactor.spawnProcess(
             worker,
             sys.executable,
-            [sys.executable, "-m", "heartbeat._workers", self._family]
+            [sys.executable, "-m", "heartbeat._service.worker", self._family]
             + self.arguments,
             env=os.environ,
             childFDs={0: "w", 1: "r", 2: "r", WORKER_FD: self._port.fileno()},
@@ -187,68 +183,3 @@ class _WorkerProtocol(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         self.pool.workerEnded(self, reason)
-
-
-class _ParentWatch:
-    """
-    Reads the worker's stdin, a pipe from the parent: its end means the
-    parent is gone, so the worker stops instead of serving on unsupervised.
-    """
-
-    def __init__(self, reactor) -> None:
-        self._reactor = reactor
-        os.set_blocking(0, False)
-
-    def fileno(self) -> int:
-        return 0
-
-    def logPrefix(self) -> str:
-        return "parent"
-
-    def doRead(self) -> None:
-        try:
-            data = os.read(0, 4096)
-        except BlockingIOError:
-            return None
-        if not data:
-            self.connectionLost(None)
-
-    def connectionLost(self, reason) -> None:
-        self._reactor.removeReader(self)
-        if self._reactor.running:
-            self._reactor.stop()
-
-
-def _level_and_text(event: dict) -> str:
-    """
-    Each line of the event prefixed with its level, for the parent to log.
-    """
-    text = eventAsText(event, includeTimestamp=False, includeSystem=False)
-    level = event.get("log_level", LogLevel.info).name
-    return "".join(f"{level} {line}\n" for line in text.splitlines())
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    """
-    A worker: C{python -m heartbeat._workers FAMILY [plugin options]}.
-    """
-    from twisted.internet import reactor
-
-    from ._tap import Options, server_factory
-
-    family, *arguments = sys.argv[1:] if argv is None else argv
-    options = Options()
-    options.parseOptions(arguments)
-    globalLogBeginner.beginLoggingTo(
-        [FileLogObserver(sys.stdout, _level_and_text)], redirectStandardIO=False
-    )
-    reactor.adoptStreamPort(
-        WORKER_FD, getattr(socket, family), server_factory(options)
-    )
-    os.close(WORKER_FD)
-    reactor.addReader(_ParentWatch(reactor))
-    reactor.run()
-
-
-if __name__ == "__main__":
-    main()

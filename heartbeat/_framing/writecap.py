@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger
 
-from ._protocol import _peer
+from .._core.protocol import peer_name
 
 
 class WriteCap:
@@ -84,7 +84,7 @@ class WriteCap:
         self.log.info(
             "dropping {peer}: it reads too slowly, over {limit} bytes wait "
             "to be sent",
-            peer=_peer(protocol),
+            peer=peer_name(protocol),
             limit=protocol.maxWriteBuffer,
         )
         protocol.stopHeartbeat()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from twisted.web.resource import Resource
 
-WEB_ROOT = Path(__file__).parent / "web"
+WEB_ROOT = Path(__file__).parent.parent / "web"
 
 _TYPES = {
     ".html": b"text/html; charset=utf-8",

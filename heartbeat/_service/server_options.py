@@ -1,47 +1,162 @@
 """
-C{twistd heartbeat}: the ready line server as a twistd plugin.
+C{twistd heartbeat}'s options: the line server's, the browser and operator
+ports beside it, and the workers; validated up front, so that a bad value
+is one line naming the option.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from importlib import import_module
 
-from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
 from twisted.python import usage
 
-from ._listener import Listener
-from ._options import (
+from .options import (
     HeartbeatOptions,
     positive_float,
     positive_int,
     seconds_or_none,
+    server_description,
 )
-from ._server import (
-    BroadcastServerProtocol,
-    HeartbeatServerFactory,
-    HeartbeatServerProtocol,
-)
-from ._webtap import WebOptions, server_factory_class, with_web_services
-from ._workers import WorkerPool
 
-log = Logger()
+# option, what it needs, the extra that installs it
+_NEEDS = {
+    "websocket-port": ("autobahn", "websocket"),
+    "status-port": ("prometheus_client", "status"),
+}
 
 # Endpoint types whose listening socket a worker can adopt as it is.
 _SHAREABLE = ("tcp", "tcp6", "unix")
 
 
-def server_description(port: str) -> str:
+class WebOptions(usage.Options):
     """
-    A bare port number means TCP on all interfaces; anything else is a
-    Twisted server endpoint description (C{ssl:…}, C{unix:…}).
+    Mixed into the plugin's options, before L{HeartbeatOptions}.
     """
-    port = port.strip()
-    return f"tcp:{port}" if port.isdigit() else port
+
+    optParameters = [
+        [
+            "websocket-port",
+            None,
+            None,
+            "Also serve WebSocket here (and the browser client at "
+            "/heartbeat.js): a port number or a server endpoint description. "
+            "Needs heartbeat[websocket].",
+        ],
+        [
+            "allowed-origins",
+            None,
+            None,
+            "Origins whose pages may open a WebSocket, comma-separated, as "
+            "browsers send them: https://app.example.com,http://localhost:3000 "
+            "(* in a host matches anything). Programs, which send no Origin, "
+            "are not affected. [default: pages from anywhere]",
+        ],
+        [
+            "status-port",
+            None,
+            None,
+            "Serve the live status page, /status.json and /metrics here. "
+            "Needs heartbeat[status].",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        for name, (module, extra) in _NEEDS.items():
+            if self[name] is None:
+                continue
+            try:
+                import_module(module)
+            except ImportError:
+                raise usage.UsageError(
+                    f"--{name} needs {module}: pip install 'heartbeat[{extra}]'"
+                )
+            self[name] = description = server_description(self[name])
+            try:
+                serverFromString(_reactor(), description)
+            except Exception as e:
+                raise usage.UsageError(
+                    f"--{name} {description!r} is not a server endpoint: {e}"
+                )
+            for other in ("port", "websocket-port"):
+                if other != name and self[other] and _same_port(description, self[other]):
+                    raise usage.UsageError(f"--{name} must differ from --{other}")
+        if self["allowed-origins"] is not None:
+            self["allowed-origins"] = _origins(self)
 
 
-class Options(WebOptions, HeartbeatOptions):
+def _origins(options: usage.Options) -> list:
+    if options["websocket-port"] is None:
+        raise usage.UsageError("--allowed-origins needs --websocket-port")
+    from .._server.websocket import origin_pattern
+
+    origins = [o.strip() for o in options["allowed-origins"].split(",") if o.strip()]
+    try:
+        for origin in origins:
+            origin_pattern(origin)
+    except ValueError as e:
+        raise usage.UsageError(f"--allowed-origins: {e}")
+    if not origins:
+        raise usage.UsageError("--allowed-origins must name at least one origin")
+    return origins
+
+
+def _same_port(description: str, other: str) -> bool:
+    """
+    Whether two server endpoint descriptions would listen on one port: the
+    same port (not 0, which asks for any free one) on interfaces that meet,
+    as C{tcp:8080} and C{tcp:8080:interface=127.0.0.1} do.
+    """
+    kind, port, interface = _address(description)
+    otherKind, otherPort, otherInterface = _address(server_description(other))
+    if kind != otherKind or port != otherPort or port == "0":
+        return False
+    if kind != "tcp":
+        return True
+    return (
+        interface == otherInterface
+        or "::" in (interface, otherInterface)
+        or interface == "0.0.0.0" and ":" not in otherInterface
+        or otherInterface == "0.0.0.0" and ":" not in interface
+    )
+
+
+# Each endpoint type that listens on a TCP port, with its default interface.
+_TCP_KINDS = {"tcp": "0.0.0.0", "ssl": "0.0.0.0", "tcp6": "::"}
+
+
+def _address(description: str) -> tuple:
+    """
+    C{(kind, port or path, interface)} of a server endpoint description:
+    C{kind} is C{"tcp"} for every type that listens on a TCP port; a type
+    this does not know is its whole description, which only equals itself.
+    """
+    kind, *fields = [
+        field.replace("\\:", ":") for field in re.split(r"(?<!\\):", description)
+    ]
+    positional = [field for field in fields if "=" not in field]
+    named = dict(field.split("=", 1) for field in fields if "=" in field)
+    first = positional[0] if positional else None
+    if kind == "unix":
+        return kind, named.get("address", first), ""
+    if kind not in _TCP_KINDS:
+        return description, None, ""
+    # Only tcp: takes its interface as a second positional field.
+    second = positional[1] if kind == "tcp" and len(positional) > 1 else None
+    interface = named.get("interface", second) or _TCP_KINDS[kind]
+    return "tcp", named.get("port", first), interface
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class ServerOptions(WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -161,53 +276,9 @@ class Options(WebOptions, HeartbeatOptions):
                 f"--workers above 1 needs a tcp:, tcp6: or unix: --port, "
                 f"not {description!r}"
             )
-        from twisted.internet import reactor
-
         try:
-            serverFromString(reactor, description)
+            serverFromString(_reactor(), description)
         except Exception as e:
             raise usage.UsageError(
                 f"--port {description!r} is not a server endpoint: {e}"
             )
-
-
-def server_factory(options: Options) -> HeartbeatServerFactory:
-    """
-    The line server's factory the options describe: one per worker.
-    """
-    factory = server_factory_class(options)(
-        heartbeatInterval=options["interval"],
-        heartbeatTimeout=options["timeout"],
-        maxLineLength=options["max-line-length"],
-        maxConnections=options["max-connections"],
-        minPingInterval=options["min-ping-interval"],
-        lineTimeout=options["line-timeout"],
-        maxWriteBuffer=options["max-write-buffer"],
-        authToken=options["auth-token"],
-        authTimeout=options["auth-timeout"],
-        tcpKeepalive=options["tcp-keepalive"],
-    )
-    factory.protocol = (
-        BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol
-    )
-    return factory
-
-
-def makeService(options: Options) -> IService:
-    from twisted.internet import reactor
-
-    log.info(
-        "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
-        "max {maxConnections} connections, {mode}, {auth}",
-        auth="auth required" if options["auth-token"] else "open (no auth)",
-        port=options["port"],
-        interval=options["interval"],
-        timeout=options["timeout"],
-        maxConnections=options["max-connections"],
-        mode="broadcast" if options["broadcast"] else "echo",
-    )
-    if options["workers"] > 1:
-        return WorkerPool(options["port"], options["workers"], options.arguments)
-    factory = server_factory(options)
-    service = Listener("port", options["port"], factory, reactor)
-    return with_web_services(options, factory, service)

@@ -12,17 +12,17 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Set, Tuple
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
-from ._assets import Asset
-from ._metrics import MetricsResource
-from ._monitor import MonitoredServerFactory
-from ._protocol import _peer
+from .._core.protocol import peer_name
+from .._server.assets import Asset
+from .metrics import MetricsResource
+from .monitor import MonitoredServerFactory
 
 
 def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
@@ -32,7 +32,7 @@ def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
     return {
         "id": ident,
         "transport": protocol.heartbeatFraming,
-        "peer": _peer(protocol),
+        "peer": peer_name(protocol),
         "connected_since": since,
         "connected_for": now - since,
         "silent_for": max(0.0, now - protocol.heartbeatLastReceived),

@@ -15,10 +15,11 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._backoff import backoff_delay
-from ._connector import EndpointConnector
-from ._line import AUTH, ERROR, SERVER_FULL, UNAUTHORIZED, HeartbeatLineProtocol
-from ._protocol import _default_clock, _peer
+from .._core.backoff import backoff_delay
+from .._core.protocol import default_clock, peer_name
+from .._framing.line import SERVER_FULL, UNAUTHORIZED
+from .connector import EndpointConnector
+from .protocol import HeartbeatClientProtocol
 
 
 class ServerRefused(Exception):
@@ -42,54 +43,6 @@ class ClientStopped(Exception):
     """
     The factory has stopped trying: nothing sent now could be delivered.
     """
-
-
-class HeartbeatClientProtocol(HeartbeatLineProtocol):
-    """
-    A client connection: pings at once to prove the server alive, then
-    reports to its factory.  Subclass and override L{messageReceived}.
-
-    A line C{error <reason>} is held back until the next line: if the
-    connection ends first it was the server's reason for closing, otherwise
-    it was an application line (an echo, say) and is delivered in order.
-    """
-
-    _healthy = False
-    _heldError: Optional[bytes] = None
-
-    def connectionMade(self) -> None:
-        factory = self.factory
-        self.heartbeatInterval = factory.heartbeatInterval
-        self.heartbeatTimeout = factory.heartbeatTimeout
-        self.maxLineLength = factory.maxLineLength
-        super().connectionMade()
-        factory.clientConnectionMade(self)
-        if factory.authToken is not None:
-            self.sendLine(AUTH + b" " + factory.authToken)
-        self.heartbeatPing()
-
-    def lineReceived(self, line: bytes) -> None:
-        held = self._heldError
-        if held is not None:
-            self._heldError = None
-            self.messageReceived(held)
-        if line.startswith(ERROR + b" "):
-            self._heldError = line[:-1] if line[-1:] == b"\r" else line
-            return
-        if not self._healthy:
-            # Any line but an error proves the server alive: our first
-            # ping's pong, usually, or its own ping or message.
-            self._healthy = True
-            self.factory.clientConnectionHealthy(self)
-        super().lineReceived(line)
-
-    def connectionLost(self, reason: Failure) -> None:
-        held = self._heldError
-        if held is not None:
-            self._heldError = None
-            self.factory.serverClosedWithError(held[len(ERROR) + 1 :])
-        super().connectionLost(reason)
-
 
 class HeartbeatClientFactory(ReconnectingClientFactory):
     """
@@ -129,7 +82,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         clock: Optional[IReactorTime] = None,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        self.clock = clock if clock is not None else _default_clock()
+        self.clock = clock if clock is not None else default_clock()
         self._random = random
         self._buffer: Deque[bytes] = deque()
         self._current: Optional[HeartbeatClientProtocol] = None
@@ -245,7 +198,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     def clientConnectionMade(self, protocol: HeartbeatClientProtocol) -> None:
         self._current = protocol
         self._serverError = None
-        self.log.info("connected to {peer}", peer=_peer(protocol))
+        self.log.info("connected to {peer}", peer=peer_name(protocol))
 
     def clientConnectionHealthy(self, protocol: HeartbeatClientProtocol) -> None:
         self.resetDelay()

@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 from twisted.web.resource import Resource
 
-from ._monitor import RTT_BUCKETS, MonitoredServerFactory
+from .monitor import RTT_BUCKETS, MonitoredServerFactory
 
 TRANSPORTS = ("line", "websocket")
 

@@ -109,3 +109,12 @@ class HeartbeatOptions(usage.Options):
             )
         self["max-line-length"] = positive_int(self, "max-line-length")
         self["auth-token"] = read_token(self, "auth-token-file")
+
+
+def server_description(port: str) -> str:
+    """
+    A bare port number means TCP on all interfaces; anything else is a
+    Twisted server endpoint description (C{ssl:…}, C{unix:…}).
+    """
+    port = port.strip()
+    return f"tcp:{port}" if port.isdigit() else port

@@ -12,9 +12,9 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     globalLogBeginner,
     textFileLogObserver,
 )
@@ -22,13 +22,9 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from zope.interface import implementer
 
-from ._client import (
-    BufferFull,
-    HeartbeatClientFactory,
-    HeartbeatClientProtocol,
-    ServerRefused,
-)
-from ._options import HeartbeatOptions, positive_float, positive_int
+from .._client.factory import BufferFull, HeartbeatClientFactory, ServerRefused
+from .._client.protocol import HeartbeatClientProtocol
+from .options import HeartbeatOptions, positive_float, positive_int
 
 log = Logger()
 
@@ -78,7 +74,7 @@ class Options(HeartbeatOptions):
         """
         Display the heartbeat version and exit.
         """
-        from . import __version__
+        from .. import __version__
 
         print(f"heartbeat-client {__version__}")
         raise SystemExit(0)

@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._wheel import wheel_for
+from .wheel import wheel_for
 
 # A ping or deadline this close to due counts as due, so float rounding of a
 # slot's time can never make the wheel fire a member again and again.
@@ -34,12 +34,12 @@ _SLOT_DEFAULTS = {
     "_heartbeatRtt": None,
     "_heartbeatSmoothedRtt": None,
     "_heartbeatGraced": False,
-    # The framing's write cap (L{heartbeat._writecap.WriteCap}), if any.
+    # The framing's write cap (L{heartbeat._framing.writecap.WriteCap}), if any.
     "_writeCap": None,
 }
 
 
-def _default_clock() -> IReactorTime:
+def default_clock() -> IReactorTime:
     from twisted.internet import reactor
 
     return reactor  # type: ignore[return-value]
@@ -242,7 +242,7 @@ class HeartbeatProtocol:
         """
         self._heartbeatLog.info(
             "{peer} silent for {silence:.3f}s (timeout {timeout}s), aborting",
-            peer=_peer(self),
+            peer=peer_name(self),
             silence=silence,
             timeout=self.heartbeatTimeout,
         )
@@ -264,7 +264,7 @@ class HeartbeatProtocol:
         clock = self.heartbeatClock
         if clock is None:
             clock = getattr(getattr(self, "factory", None), "clock", None)
-        return clock if clock is not None else _default_clock()
+        return clock if clock is not None else default_clock()
 
     def _heartbeatArm(self) -> None:
         """
@@ -320,7 +320,7 @@ class HeartbeatProtocol:
             self._heartbeatArm()
 
 
-def _peer(protocol: object) -> str:
+def peer_name(protocol: object) -> str:
     """
     A readable name for the peer of C{protocol}, for log lines.
     """

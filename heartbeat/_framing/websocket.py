@@ -1,0 +1,266 @@
+"""
+Heartbeats over WebSocket (Autobahn): the mixin's framing, a server that
+joins the line server's connections, and a reconnecting client.
+
+Two kinds of ping travel together.  A ping frame is answered by the peer's
+WebSocket stack, in a browser even while the page's scripts are throttled
+or frozen, so it keeps such a tab's connection alive and measures the
+network's round trip.  A JSON ping, C{{"type":"ping","t":N}}, is answered
+by the page's own code, which cannot see ping frames: it tells that code
+the server is alive.
+"""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any, Optional, Tuple
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from .._core.protocol import HeartbeatProtocol, peer_name
+from .writecap import WriteCap
+
+# Close codes, in the range RFC 6455 leaves to applications; heartbeat.js
+# knows them by the same numbers.
+HEARTBEAT_TIMEOUT = 4000
+UNAUTHORIZED_CODE = 4001
+INVALID_MESSAGE = 4007
+TRY_AGAIN_LATER = 4013
+# RFC 6455's own, for a message over the size limit.
+MESSAGE_TOO_BIG = 1009
+
+# An application heartbeat is a small JSON object; anything longer is an
+# application message, and never parsed.
+_MAX_HEARTBEAT = 256
+
+# heartbeat.js reads a text message of up to 256 characters as a heartbeat,
+# and a character (a UTF-16 unit) takes up to 3 bytes of UTF-8: a message
+# sent to a page is checked up to this many bytes.
+_MAX_PAGE_HEARTBEAT = 3 * _MAX_HEARTBEAT
+
+OPEN = WebSocketProtocol.STATE_OPEN
+
+# Message types reserved for heartbeats: "hello" carries the server's
+# timing to a page when it opens.
+_CONTROL = ("ping", "pong", "hello")
+
+
+def _control(payload: bytes, limit: int) -> Optional[dict]:
+    """
+    The JSON object in C{payload} if it is a heartbeat's (its C{type} is
+    reserved) and at most C{limit} bytes long, else C{None}.
+    """
+    if payload[:1] != b"{" or len(payload) > limit:
+        return None
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("type") in _CONTROL:
+        return message
+    return None
+
+
+def parse_app_heartbeat(payload: bytes) -> Optional[Tuple[str, object]]:
+    """
+    Read a text message as an application heartbeat, if it is one.
+
+    @return: C{(type, t)} for a JSON object whose C{type} is C{ping},
+        C{pong} or C{hello} (C{t} is its C{"t"} member, or C{None}); C{None}
+        for any other message, which is the application's.
+    """
+    message = _control(payload, _MAX_HEARTBEAT)
+    return None if message is None else (message["type"], message.get("t"))
+
+
+def app_message(kind: str, **fields: object) -> bytes:
+    """
+    An application control message such as C{{"type":"pong","t":3}}.
+    """
+    return json.dumps({"type": kind, **fields}, separators=(",", ":")).encode()
+
+
+def _token(t: object) -> Optional[bytes]:
+    # Our pings carry the mixin's token, a counter, as a JSON number.
+    if isinstance(t, int) and not isinstance(t, bool):
+        return b"%d" % (t,)
+    return None
+
+
+def _is_text(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def timers_on(clock: IReactorTime) -> SimpleNamespace:
+    """
+    Autobahn's handshake timers, driven by C{clock} like ours, so that a
+    test's L{Clock} governs them too.
+    """
+    return SimpleNamespace(call_later=clock.callLater)
+
+class WebSocketHeartbeat(HeartbeatProtocol):
+    """
+    The heartbeat mixin's framing for Autobahn: mix in before
+    C{WebSocketServerProtocol} or C{WebSocketClientProtocol}.
+
+    Every frame is a sign of life.  Pings are ping frames carrying the
+    token; pong frames and JSON pongs carrying it back give the round trip.
+    JSON pings are answered with a JSON pong carrying the same C{t}.  Other
+    messages go to L{messageReceived}.  A peer silent past the timeout gets
+    a close frame (L{HEARTBEAT_TIMEOUT}, C{"heartbeat timeout"}); Autobahn
+    aborts the connection if no answer comes within C{closeHandshakeTimeout}.
+
+    @ivar maxLineLength: the longest application message accepted, in
+        bytes; a longer one closes the connection with L{MESSAGE_TOO_BIG}.
+        Heartbeats always fit, however small this is.  C{None}: only
+        Autobahn's own limits.
+    @ivar maxWriteBuffer: bytes that may wait unsent to a peer that does not
+        read; past that the connection is aborted, as a line connection's
+        is (L{WriteCap}).  C{None}: no cap.
+    """
+
+    heartbeatFraming = "websocket"
+    maxLineLength: Optional[int] = None
+    maxWriteBuffer: Optional[int] = None
+
+    def heartbeatSettings(self) -> Any:
+        """
+        What this connection takes its C{heartbeatInterval},
+        C{heartbeatTimeout} and C{maxLineLength} from when it connects: by
+        default itself (its class attributes), as with any
+        L{HeartbeatProtocol}.
+        """
+        return self
+
+    # Twisted's and Autobahn's side
+
+    def connectionMade(self) -> None:
+        settings = self.heartbeatSettings()
+        self.heartbeatInterval = settings.heartbeatInterval
+        self.heartbeatTimeout = settings.heartbeatTimeout
+        self.maxLineLength = limit = settings.maxLineLength
+        # Autobahn copies its factory's options into the connection here.
+        super().connectionMade()
+        if limit is not None:
+            # Autobahn would close on any frame over its limits, heartbeats
+            # included: they get room for both, and onMessage holds
+            # application messages to the application's limit.
+            self.maxFramePayloadSize = max(limit, _MAX_HEARTBEAT)
+            self.maxMessagePayloadSize = max(limit, _MAX_HEARTBEAT)
+        if self.maxWriteBuffer is not None:
+            self._writeCap = WriteCap.attach(self)
+
+    def onPing(self, payload: bytes) -> None:
+        self.heartbeatPingReceived(payload or None)
+        super().onPing(payload)  # type: ignore[misc]
+
+    def onPong(self, payload: bytes) -> None:
+        self.heartbeatPongReceived(payload or None)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        heartbeat = None if isBinary else parse_app_heartbeat(payload)
+        if heartbeat is None:
+            limit = self.maxLineLength
+            if limit is not None and len(payload) > limit:
+                self._heartbeatLog.info(
+                    "{peer} sent a message of {length} bytes, over the "
+                    "{limit}-byte limit",
+                    peer=peer_name(self),
+                    length=len(payload),
+                    limit=limit,
+                )
+                self._heartbeatClose(MESSAGE_TOO_BIG, "message too big")
+            else:
+                self.messageReceived(payload, isBinary)
+        elif heartbeat[0] == "ping":
+            self.heartbeatPingReceived(_token(heartbeat[1]))
+            self.sendControlMessage("pong", t=heartbeat[1])
+        elif heartbeat[0] == "pong":
+            self.heartbeatPongReceived(_token(heartbeat[1]))
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        # Everything Autobahn writes passes here: messages, pings, closes.
+        cap = self._writeCap
+        if cap is not None and not cap.allow(len(data)):
+            return
+        super().sendData(data, sync, chopsize)  # type: ignore[misc]
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        # As for a line connection: the cap refers back to this one.
+        self._writeCap = None
+        # Autobahn leaves this timer behind when the peer drops the
+        # connection before answering our close frame.
+        call = getattr(self, "closeHandshakeTimeoutCall", None)
+        if call is not None:
+            self.closeHandshakeTimeoutCall = None
+            if call.active():
+                call.cancel()
+
+    # Ours
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Override to handle an application message (heartbeats never arrive
+        here).
+        """
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        """
+        Send a message once the connection is open; dropped while closing.
+
+        @param isBinary: when not true, bytes that are valid UTF-8 go as a
+            text message and any others as a binary one, so a line from the
+            line server always reaches a browser intact.  And a message that
+            the peer would read as a heartbeat (a small JSON object whose
+            C{type} is C{ping}, C{pong} or C{hello}) goes as binary: an
+            application message must never pass for one.
+        """
+        if self.state != OPEN:  # type: ignore[attr-defined]
+            return
+        if not isBinary:
+            isBinary = (
+                not _is_text(payload)
+                or _control(payload, _MAX_PAGE_HEARTBEAT) is not None
+            )
+        super().sendMessage(payload, isBinary, **kwargs)  # type: ignore[misc]
+
+    def sendControlMessage(self, kind: str, **fields: object) -> None:
+        """
+        Send C{{"type": kind, …fields}} in a frame of its own: small, never
+        compressed, and exempt from the size limit meant for application
+        messages (which may be set below a heartbeat's size).
+        """
+        if self.state == OPEN:  # type: ignore[attr-defined]
+            self.sendFrame(opcode=1, payload=app_message(kind, **fields))  # type: ignore[attr-defined]
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        self.sendPing(token)  # type: ignore[attr-defined]
+
+    def heartbeatAbort(self) -> None:
+        # The close frame tells a peer that was only deaf why.
+        self._heartbeatClose(HEARTBEAT_TIMEOUT, "heartbeat timeout")
+
+    def _heartbeatClose(self, code: int, reason: str) -> None:
+        """
+        Close with a frame that tells the peer why; what the peer sends after
+        it is not served.  Autobahn aborts the connection if no answer comes
+        within C{closeHandshakeTimeout}; without that timeout nothing would
+        end the wait, so the connection is dropped at once instead.
+        """
+        self.stopHeartbeat()
+        if self.state == OPEN and self.closeHandshakeTimeout > 0:  # type: ignore[attr-defined]
+            # Not sendClose, which refuses RFC 6455's own codes (1009).
+            self.sendCloseFrame(code, reason.encode(), isReply=False)  # type: ignore[attr-defined]
+        else:
+            self.wasClean = False
+            self.wasNotCleanReason = reason
+            self.dropConnection(abort=True)  # type: ignore[attr-defined]

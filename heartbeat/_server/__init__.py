@@ -1,0 +1,4 @@
+"""
+The server role: admission, the line and WebSocket connections of the
+ready server, and the factory that counts them.
+"""

@@ -1,0 +1,170 @@
+"""
+Admission: one way into the server for every framing (line or WebSocket),
+within its cap, authenticated when it asks for a token, and counted.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IDelayedCall
+
+from .._core.protocol import peer_name
+from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
+from .tcp import enable_tcp_keepalive
+
+
+class CountedByServer:
+    """
+    A connection of a L{HeartbeatServerFactory}, whatever its framing (line
+    or WebSocket): admitted within the server's cap, authenticated when the
+    server asks for a token, and counted for the summary, the status page
+    and the metrics.  Mixed in before the framing.
+
+    One admission for every framing, so that both count against
+    C{maxConnections} from the start, show on the status page while they
+    owe their C{auth}, and neither hear nor send anything before they are
+    admitted.  The framing calls L{heartbeatJoin} once the connection can
+    carry messages, L{heartbeatAuthenticate} with each message while it is
+    not admitted, and L{heartbeatLeave} when it ends; it provides
+    L{heartbeatRefuse}, and may override L{heartbeatConnectionAdmitted}.
+
+    @ivar heartbeatAdmitted: whether the connection is the server's in
+        full: its application messages are served and it hears broadcasts.
+        C{False} while it owes its C{auth}, and once refused.
+    """
+
+    heartbeatAdmitted: bool
+    _heartbeatJoined: bool
+    # Set on every new connection (see HeartbeatProtocol).
+    _connectionState = {"heartbeatAdmitted": False, "_heartbeatJoined": False}
+    # Set only when the server asks for a token, as the connection is made.
+    _heartbeatAuthCall: Optional[IDelayedCall] = None
+
+    @property
+    def heartbeatServer(self) -> Any:
+        """
+        The L{HeartbeatServerFactory} that counts this connection.
+        """
+        return self.factory  # type: ignore[attr-defined, no-any-return]
+
+    # Admission
+
+    def heartbeatJoin(self) -> bool:
+        """
+        Join the server if there is room, else be refused with C{server
+        full}.  A connection that joins counts against the cap and shows on
+        the status page at once; it is admitted now, or when it has
+        authenticated.
+
+        @return: whether it joined.
+        """
+        server = self.heartbeatServer
+        if not server.registerConnection(self):
+            # The server logs refusals, a few at a time.
+            self.heartbeatRefuse(SERVER_FULL)
+            return False
+        self._heartbeatJoined = True
+        if server.tcpKeepalive:
+            enable_tcp_keepalive(
+                self.transport,  # type: ignore[attr-defined]
+                server.heartbeatInterval,
+                server.heartbeatTimeout,
+            )
+        self._heartbeatLog.info(  # type: ignore[attr-defined]
+            "{peer} connected ({framing})",
+            peer=peer_name(self),
+            framing=self.heartbeatFraming,  # type: ignore[attr-defined]
+        )
+        if server.authToken is None:
+            self._heartbeatAdmit()
+        else:
+            self._heartbeatAuthCall = server.clock.callLater(
+                server.authTimeout, self._heartbeatAuthExpired
+            )
+        return True
+
+    def heartbeatAuthenticate(self, message: bytes) -> None:
+        """
+        The connection's first message, while it is not admitted: C{auth
+        <token>} with the server's token admits it; anything else, or a
+        wrong token (compared in constant time), refuses it.
+        """
+        self._heartbeatCancelAuth()
+        prefix = AUTH + b" "
+        token = self.heartbeatServer.authToken
+        if message.startswith(prefix) and hmac.compare_digest(
+            message[len(prefix) :], token
+        ):
+            self._heartbeatAdmit()
+        else:
+            self._heartbeatUnauthorized("{peer} did not authenticate")
+
+    def heartbeatConnectionAdmitted(self) -> None:
+        """
+        The connection is now admitted; override to greet it.
+        """
+
+    def heartbeatRefuse(self, reason: bytes) -> None:
+        """
+        Close the connection telling the peer why (C{server full},
+        C{unauthorized}), in the framing's way; the caller has logged it.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatRefuse"
+        )
+
+    def heartbeatLeave(self, why: str) -> None:
+        """
+        The connection has ended: it leaves the server, if it had joined.
+
+        @param why: how it ended, for the log.
+        """
+        self._heartbeatCancelAuth()
+        self.heartbeatAdmitted = False
+        if self._heartbeatJoined:
+            self._heartbeatJoined = False
+            self.heartbeatServer.unregisterConnection(self)
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "{peer} disconnected: {reason}", peer=peer_name(self), reason=why
+            )
+
+    def _heartbeatAdmit(self) -> None:
+        self.heartbeatAdmitted = True
+        self.heartbeatConnectionAdmitted()
+
+    def _heartbeatAuthExpired(self) -> None:
+        self._heartbeatAuthCall = None
+        self._heartbeatUnauthorized("{peer} did not authenticate within {timeout}s")
+
+    def _heartbeatUnauthorized(self, message: str) -> None:
+        self._heartbeatLog.warn(  # type: ignore[attr-defined]
+            message, peer=peer_name(self), timeout=self.heartbeatServer.authTimeout
+        )
+        self.heartbeatRefuse(UNAUTHORIZED)
+
+    def _heartbeatCancelAuth(self) -> None:
+        call = self._heartbeatAuthCall
+        if call is not None:
+            self._heartbeatAuthCall = None
+            if call.active():
+                call.cancel()
+
+    # Counting
+
+    def heartbeatPing(self) -> bytes:
+        self.heartbeatServer.pingsSent += 1
+        return super().heartbeatPing()  # type: ignore[misc, no-any-return]
+
+    def heartbeatPingReceived(self, token: Optional[bytes]) -> None:
+        self.heartbeatServer.pingsReceived += 1
+        super().heartbeatPingReceived(token)  # type: ignore[misc]
+
+    def heartbeatRoundTrip(self, rtt: float) -> None:
+        self.heartbeatServer.roundTripMeasured(self, rtt)
+        super().heartbeatRoundTrip(rtt)  # type: ignore[misc]
+
+    def heartbeatTimedOut(self, silence: float) -> None:
+        self.heartbeatServer.timeouts += 1
+        super().heartbeatTimedOut(silence)  # type: ignore[misc]

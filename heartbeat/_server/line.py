@@ -1,0 +1,116 @@
+"""
+The ready line server's connections: they echo or broadcast application
+lines while keeping hostile peers in check.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Optional
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .._core.protocol import peer_name
+from .._framing.line import TOO_MANY_PINGS, HeartbeatLineProtocol
+from .admission import CountedByServer
+
+# Pings closer together than minPingInterval tolerated before the close.
+MAX_PING_STRIKES = 2
+
+
+class _FactorySetting:
+    """
+    A setting read from the connection's factory until the connection
+    assigns its own (an instance attribute shadows this descriptor).
+
+    The factory's settings are read, not copied into each connection:
+    a copy costs memory at every one of thousands of connections.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: Optional[type] = None):
+        if instance is None:
+            return self
+        return getattr(instance.factory, self.name)  # type: ignore[attr-defined]
+
+
+def _perLineSetting(name: str) -> property:
+    """
+    A setting read from the connection's factory on every line, which a
+    connection cannot set for itself: a property whose getter is C code
+    (L{attrgetter}) costs a fraction of what L{_FactorySetting}'s Python
+    C{__get__} does, on each of the reads a ping makes.
+    """
+    return property(attrgetter("factory." + name))
+
+
+class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
+    """
+    A server connection: registers with its factory, enforces its limits,
+    echoes application lines back.  Subclass and override L{messageReceived}
+    for your own application.
+    """
+
+    log = Logger()
+    heartbeatInterval = _FactorySetting()  # type: ignore[assignment]
+    heartbeatTimeout = _FactorySetting()  # type: ignore[assignment]
+    maxLineLength = _perLineSetting("maxLineLength")  # type: ignore[assignment]
+    lineTimeout = _perLineSetting("lineTimeout")  # type: ignore[assignment]
+    maxWriteBuffer = _perLineSetting("maxWriteBuffer")  # type: ignore[assignment]
+    _lastPingAt: Optional[float]
+    _pingStrikes: int
+    _connectionState = {"_lastPingAt": None, "_pingStrikes": 0}
+
+    def connectionMade(self) -> None:
+        if not self.heartbeatJoin():
+            # A refused connection gets no heartbeat: it only hears why.
+            return
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.heartbeatLeave(reason.getErrorMessage())
+        super().connectionLost(reason)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.heartbeatAdmitted:
+            super().lineReceived(line)
+        else:
+            self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
+
+    def heartbeatRefuse(self, reason: bytes) -> None:
+        self.closeWithError(reason, quiet=True)
+
+    def pingReceived(self, token: Optional[bytes]) -> None:
+        minimum = self.factory.minPingInterval
+        if minimum:
+            # The time the data holding this ping arrived, already taken.
+            now = self._heartbeatLastReceived
+            last, self._lastPingAt = self._lastPingAt, now
+            if last is not None and now - last < minimum:
+                self._pingStrikes += 1
+                if self._pingStrikes > MAX_PING_STRIKES:
+                    self.log.warn(
+                        "{peer} pings more often than every {minimum}s",
+                        peer=peer_name(self),
+                        minimum=minimum,
+                    )
+                    self.closeWithError(TOO_MANY_PINGS, quiet=True)
+                    return
+            else:
+                self._pingStrikes = 0
+        super().pingReceived(token)
+
+    def messageReceived(self, line: bytes) -> None:
+        self.sendLine(line)
+
+
+class BroadcastServerProtocol(HeartbeatServerProtocol):
+    """
+    Relays each application line to every other connection of the factory.
+    """
+
+    def messageReceived(self, line: bytes) -> None:
+        self.factory.broadcast(line, exclude=self)

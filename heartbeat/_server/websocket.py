@@ -1,0 +1,208 @@
+"""
+WebSocket connections served as connections of the line server: its
+settings, cap, admission, counters and broadcast, on a port of their own
+that also serves the browser client.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from .._core.protocol import peer_name
+from .._framing.line import SERVER_FULL, UNAUTHORIZED
+from .._framing.websocket import (
+    INVALID_MESSAGE,
+    OPEN,
+    TRY_AGAIN_LATER,
+    UNAUTHORIZED_CODE,
+    WebSocketHeartbeat,
+    timers_on,
+)
+from .admission import CountedByServer
+from .assets import Asset
+from .factory import HeartbeatServerFactory
+
+# The close code that tells a page why it was not admitted.
+_REFUSALS = {SERVER_FULL: TRY_AGAIN_LATER, UNAUTHORIZED: UNAUTHORIZED_CODE}
+class HeartbeatWebSocketServerProtocol(
+    CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
+):
+    """
+    A WebSocket connection served as one more connection of the line
+    server (the factory's C{heartbeatServer}): its settings, its cap, its
+    admission, its counters and its broadcast.  Echoes each message, text
+    as text and binary as binary; subclass and override L{messageReceived}
+    for your own.
+
+    When the server requires C{auth <token>}, it is the first message (else
+    L{UNAUTHORIZED_CODE}); a server at its cap closes a new page with
+    L{TRY_AGAIN_LATER}.  Each page learns the server's timing and message
+    limit from C{{"type":"hello",…}} once it is admitted, and gets a JSON
+    ping along with each ping frame from then on.
+    """
+
+    @property
+    def heartbeatServer(self) -> HeartbeatServerFactory:
+        return self.factory.heartbeatServer  # type: ignore[no-any-return]
+
+    def heartbeatSettings(self) -> HeartbeatServerFactory:
+        return self.heartbeatServer
+
+    def connectionMade(self) -> None:
+        self.maxWriteBuffer = self.heartbeatServer.maxWriteBuffer
+        super().connectionMade()
+
+    def onOpen(self) -> None:
+        self.heartbeatJoin()
+
+    def heartbeatConnectionAdmitted(self) -> None:
+        # Only now: a page takes any message as proof that it is served,
+        # and sends what it kept for the next connection.
+        self.sendControlMessage(
+            "hello",
+            interval=self.heartbeatInterval,
+            timeout=self.heartbeatTimeout,
+            maxLength=self.maxLineLength,
+        )
+
+    def heartbeatRefuse(self, reason: bytes) -> None:
+        self._heartbeatClose(_REFUSALS[reason], reason.decode())
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        # Autobahn still delivers what arrives after our close frame (a
+        # refusal, a timeout, a bad message), even in the very read that
+        # opened the connection: such a connection has had its last word.
+        if self.state != OPEN:
+            return
+        if self.heartbeatAdmitted:
+            super().onMessage(payload, isBinary)
+        else:
+            self.heartbeatAuthenticate(payload)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self.heartbeatLeave(f"{code} {reason or ''}")
+
+    def sendHeartbeatPing(self, token: bytes) -> None:
+        super().sendHeartbeatPing(token)
+        # A page takes a JSON ping for being served: none before admission.
+        if self.heartbeatAdmitted:
+            self.sendControlMessage("ping", t=int(token))
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
+    """
+    Relays each message to every other admitted connection, line peers
+    included: to pages, text as text and binary as binary.  A message that
+    holds a newline (byte 0x0A, text or binary) is refused with a close
+    (L{INVALID_MESSAGE}): line peers could not receive it whole.
+    """
+
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        if b"\n" in payload:
+            self._heartbeatLog.info(
+                "{peer} sent a message with a newline", peer=peer_name(self)
+            )
+            self._heartbeatClose(INVALID_MESSAGE, "a message must not contain a newline")
+            return
+        self.heartbeatServer.broadcast(payload, exclude=self, isBinary=isBinary)
+
+
+def origin_pattern(origin: str) -> str:
+    """
+    An origin as a browser sends it (C{https://app.example.com}, C{*} in
+    the host matching anything) as Autobahn matches it: with its port.
+
+    @raise ValueError: not an http or https origin.
+    """
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+        raise ValueError(f"{origin!r} is not an origin such as https://example.com")
+    port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+class HeartbeatWebSocketServerFactory(WebSocketServerFactory):
+    """
+    Serves WebSocket connections as part of a L{HeartbeatServerFactory}.
+
+    @ivar heartbeatServer: the line server whose settings, cap, counters
+        and broadcast the WebSocket connections share.
+    """
+
+    protocol = HeartbeatWebSocketServerProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        heartbeatServer: HeartbeatServerFactory,
+        allowedOrigins: Optional[Sequence[str]] = None,
+        **kwargs: object,
+    ):
+        """
+        @param allowedOrigins: the origins whose pages may connect (see
+            L{origin_pattern}); others are refused at the handshake (400), so
+            that a page elsewhere cannot use its visitors' browsers to reach
+            the server.  Programs, which send no C{Origin}, are not affected.
+            C{None}: pages from anywhere.
+        """
+        super().__init__(**kwargs)
+        self.heartbeatServer = heartbeatServer
+        self.clock = heartbeatServer.clock
+        self._batched_timer = timers_on(self.clock)
+        self.setProtocolOptions(
+            webStatus=False,
+            failByDrop=False,
+            allowedOrigins=(
+                ["*"]
+                if allowedOrigins is None
+                else [origin_pattern(origin) for origin in allowedOrigins]
+            ),
+            # Pages from files say "null": anyone's, so allowed only to all.
+            allowNullOrigin=allowedOrigins is None,
+        )
+
+
+def websocket_site(factory: HeartbeatWebSocketServerFactory) -> Site:
+    """
+    The HTTP side of the WebSocket port: C{/} upgrades to WebSocket, and
+    C{/heartbeat.js} is the browser client, which any page may import.
+    """
+    root = Resource()
+    root.putChild(b"", _UpgradeOnly(WebSocketResource(factory)))
+    root.putChild(b"heartbeat.js", Asset("heartbeat.js", crossOrigin=True))
+    # Bounds a connection that never finishes its upgrade; after the
+    # upgrade the heartbeat governs it.
+    timeout = factory.heartbeatServer.heartbeatTimeout or 60.0
+    site = Site(root, timeout=timeout, reactor=factory.clock)
+    site.noisy = False
+    return site
+
+
+class _UpgradeOnly(Resource):
+    """
+    Hands WebSocket upgrades over; a plain GET is told where the client is,
+    instead of being failed (and logged) as a broken handshake.
+    """
+
+    isLeaf = True
+
+    def __init__(self, websocket: WebSocketResource) -> None:
+        super().__init__()
+        self._websocket = websocket
+
+    def render(self, request):
+        if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
+            return self._websocket.render(request)
+        request.setResponseCode(426)
+        request.setHeader(b"upgrade", b"websocket")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"A WebSocket endpoint: connect with the client at /heartbeat.js.\n"

@@ -1,0 +1,4 @@
+"""
+The operator's view: the records behind the status page, the page itself
+and the Prometheus metrics.
+"""
