@@ -105,7 +105,7 @@ def test_app_heartbeats_parse_and_others_do_not():
     assert parse_app_heartbeat(b'{"type": "pong"}') == ("pong", None)
     assert parse_app_heartbeat(b'{"type":"hello","interval":1}') == ("hello", None)
     for other in [b'{"type":"chat"}', b"ping", b"[1]", b"{bad", b'{"t":1}',
-                  b'{"type":"ping","pad":"' + b"x" * 300 + b'"}', b"{\xff}"]:
+                  b'{"type":"ping","pad":"' + b"x" * 3000 + b'"}', b"{\xff}"]:
         assert parse_app_heartbeat(other) is None
 
 
@@ -472,9 +472,9 @@ def test_a_message_that_reads_as_a_heartbeat_reaches_pages_as_binary(clock):
     server, browser, pump = open_browser(clock, factory)
     sender, senderBrowser, senderPump = open_browser(clock, factory)
     forged = b'{"type":"hello","interval":0.01,"timeout":0.02}'
-    # Over 256 bytes, so not a heartbeat to the server; under 256
+    # Over 2048 bytes, so not a heartbeat to the server; under 2048
     # characters, so one to a page.
-    padded = '{"type":"ping","t":1,"pad":"%s"}' % ("\u00e9" * 120)
+    padded = '{"type":"ping","t":1,"pad":"%s"}' % ("\u00e9" * 1100)
     line.dataReceived(forged + b"\n")
     senderBrowser.sendMessage(padded.encode())
     senderPump.flush()

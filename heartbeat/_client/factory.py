@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random as _random
 from collections import deque
-from typing import Callable, Deque, List, Optional
+from typing import Callable, Deque, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -61,6 +61,8 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         that compare a crowd's return with and without jitter).
     @ivar authToken: sent as C{auth <token>}, the first line of every
         connection, for a server that requires it.
+    @ivar name: the name this client gives itself in its handshake, by
+        which the server's presence knows it; C{None}: none.
     """
 
     protocol = HeartbeatClientProtocol
@@ -76,6 +78,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     heartbeatTimeout: Optional[float] = 55.0
     maxLineLength = 65536
     authToken: Optional[bytes] = None
+    name: Optional[str] = None
 
     def __init__(
         self,
@@ -192,6 +195,13 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         Stop reconnecting and close the current connection, if any.
         """
         self._giveUp(Failure(ClientStopped("stopTrying() was called")), clean=True)
+
+    def handshakeFields(self) -> Dict[str, Optional[str]]:
+        """
+        What each connection asks for in its handshake; override (calling
+        up) to ask for more.
+        """
+        return {} if self.name is None else {"name": self.name}
 
     # What the protocol and connector call
 

@@ -7,23 +7,38 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._framing.handshake import (
+    Handshake,
+    HandshakeError,
+    format_handshake,
+    is_handshake,
+    parse_handshake,
+)
 from .._framing.line import AUTH, ERROR, HeartbeatLineProtocol
 
 
 class HeartbeatClientProtocol(HeartbeatLineProtocol):
     """
-    A client connection: pings at once to prove the server alive, then
-    reports to its factory.  Subclass and override L{messageReceived}.
+    A client connection: sends its handshake and pings at once to prove the
+    server alive, then reports to its factory.  Subclass and override
+    L{messageReceived}.
 
     A line C{error <reason>} is held back until the next line: if the
     connection ends first it was the server's reason for closing, otherwise
     it was an application line (an echo, say) and is delivered in order.
+
+    @ivar heartbeatServerHandshake: the server's answer to the handshake
+        (L{Handshake}), or C{None} from a server that did not answer it.
     """
 
+    log = Logger()
     _healthy = False
     _heldError: Optional[bytes] = None
+    _handshakeSent = b""
+    heartbeatServerHandshake: Optional[Handshake] = None
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -34,6 +49,8 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         factory.clientConnectionMade(self)
         if factory.authToken is not None:
             self.sendLine(AUTH + b" " + factory.authToken)
+        self._handshakeSent = format_handshake(factory.handshakeFields())
+        self.sendLine(self._handshakeSent)
         self.heartbeatPing()
 
     def lineReceived(self, line: bytes) -> None:
@@ -45,11 +62,32 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
             self._heldError = line[:-1] if line[-1:] == b"\r" else line
             return
         if not self._healthy:
-            # Any line but an error proves the server alive: our first
-            # ping's pong, usually, or its own ping or message.
+            # Any line but an error proves the server alive: the answer to
+            # our handshake, or from a server that does not answer one,
+            # our first ping's pong, usually, or its own ping or message.
             self._healthy = True
+            answered = self._readAnswer(line.rstrip(b"\r"))
             self.factory.clientConnectionHealthy(self)
+            if answered:
+                return
         super().lineReceived(line)
+
+    def _readAnswer(self, line: bytes) -> bool:
+        """
+        Take C{line}, the server's first, as the answer to our handshake if
+        it is one.  A server that echoes lines sends our own handshake
+        back: that is no answer, and not the application's either.
+
+        @return: whether the line was the handshake's, answer or echo.
+        """
+        if not is_handshake(line):
+            return False
+        if line != self._handshakeSent:
+            try:
+                self.heartbeatServerHandshake = parse_handshake(line)
+            except HandshakeError as e:
+                self.log.warn("the server's handshake is malformed: {why}", why=e)
+        return True
 
     def connectionLost(self, reason: Failure) -> None:
         held = self._heldError

@@ -11,6 +11,12 @@ from typing import Callable, Optional
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.interfaces import IReactorTime
 
+from .._framing.handshake import (
+    SUBPROTOCOL,
+    Handshake,
+    HandshakeError,
+    handshake_from_json,
+)
 from .._framing.line import AUTH
 from .._framing.websocket import OPEN, WebSocketHeartbeat, timers_on
 from .factory import HeartbeatClientFactory
@@ -21,9 +27,13 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
     A client connection: pings as soon as the WebSocket opens, and reports
     to its L{HeartbeatWebSocketClientFactory}, which it serves like a line
     client.  Subclass and override L{messageReceived}.
+
+    @ivar heartbeatServerHandshake: the server's answer to the handshake
+        (L{Handshake}), or C{None} from a server that did not answer it.
     """
 
     _heardFromServer = False
+    heartbeatServerHandshake: Optional[Handshake] = None
 
     @property
     def _healthy(self) -> bool:
@@ -41,7 +51,17 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         factory.clientConnectionMade(self)
         if factory.authToken is not None:
             self.sendMessage(AUTH + b" " + factory.authToken)
+        if self.websocket_protocol_in_use == SUBPROTOCOL:
+            self.sendControlMessage("hello", **factory.handshakeFields())
         self.heartbeatPing()
+
+    def helloReceived(self, message: dict) -> None:
+        if self.websocket_protocol_in_use != SUBPROTOCOL:
+            return
+        try:
+            self.heartbeatServerHandshake = handshake_from_json(message)
+        except HandshakeError as e:
+            self.factory.log.warn("the server's hello is malformed: {why}", why=e)
 
     def onPing(self, payload: bytes) -> None:
         self._heard()
@@ -95,6 +115,7 @@ class HeartbeatWebSocketClientFactory(HeartbeatClientFactory, WebSocketClientFac
         **kwargs: object,
     ) -> None:
         HeartbeatClientFactory.__init__(self, clock, random)
+        kwargs.setdefault("protocols", [SUBPROTOCOL])
         WebSocketClientFactory.__init__(self, url, **kwargs)
         self._batched_timer = timers_on(self.clock)
         self.setProtocolOptions(failByDrop=False)

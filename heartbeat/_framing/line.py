@@ -22,6 +22,7 @@ ERROR = b"error"
 LINE_TOO_LONG = b"line too long"
 LINE_TIMEOUT = b"line timeout"
 SERVER_FULL = b"server full"
+BAD_HANDSHAKE = b"bad handshake"
 TOO_MANY_PINGS = b"too many pings"
 UNAUTHORIZED = b"unauthorized"
 

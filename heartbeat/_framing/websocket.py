@@ -32,18 +32,19 @@ TRY_AGAIN_LATER = 4013
 MESSAGE_TOO_BIG = 1009
 
 # An application heartbeat is a small JSON object; anything longer is an
-# application message, and never parsed.
-_MAX_HEARTBEAT = 256
+# application message, and never parsed.  A hello, with a name and a
+# session in it, is the longest.
+_MAX_HEARTBEAT = 2048
 
-# heartbeat.js reads a text message of up to 256 characters as a heartbeat,
+# heartbeat.js reads a text message of up to 2048 characters as a heartbeat,
 # and a character (a UTF-16 unit) takes up to 3 bytes of UTF-8: a message
 # sent to a page is checked up to this many bytes.
 _MAX_PAGE_HEARTBEAT = 3 * _MAX_HEARTBEAT
 
 OPEN = WebSocketProtocol.STATE_OPEN
 
-# Message types reserved for heartbeats: "hello" carries the server's
-# timing to a page when it opens.
+# Message types reserved for heartbeats: "hello" carries the handshake (see
+# heartbeat._framing.handshake) and the server's timing.
 _CONTROL = ("ping", "pong", "hello")
 
 
@@ -164,8 +165,8 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         self.heartbeatPongReceived(payload or None)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        heartbeat = None if isBinary else parse_app_heartbeat(payload)
-        if heartbeat is None:
+        message = None if isBinary else _control(payload, _MAX_HEARTBEAT)
+        if message is None:
             limit = self.maxLineLength
             if limit is not None and len(payload) > limit:
                 self._heartbeatLog.info(
@@ -178,11 +179,14 @@ class WebSocketHeartbeat(HeartbeatProtocol):
                 self._heartbeatClose(MESSAGE_TOO_BIG, "message too big")
             else:
                 self.messageReceived(payload, isBinary)
-        elif heartbeat[0] == "ping":
-            self.heartbeatPingReceived(_token(heartbeat[1]))
-            self.sendControlMessage("pong", t=heartbeat[1])
-        elif heartbeat[0] == "pong":
-            self.heartbeatPongReceived(_token(heartbeat[1]))
+        elif message["type"] == "ping":
+            t = message.get("t")
+            self.heartbeatPingReceived(_token(t))
+            self.sendControlMessage("pong", t=t)
+        elif message["type"] == "pong":
+            self.heartbeatPongReceived(_token(message.get("t")))
+        else:
+            self.helloReceived(message)
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
         # Everything Autobahn writes passes here: messages, pings, closes.
@@ -209,6 +213,12 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         """
         Override to handle an application message (heartbeats never arrive
         here).
+        """
+
+    def helloReceived(self, message: dict) -> None:
+        """
+        The peer sent C{{"type":"hello", ...}}: a client's handshake, or a
+        server's answer to it.  Ignored unless overridden.
         """
 
     def sendMessage(  # type: ignore[override]

@@ -6,11 +6,12 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
 from .._core.protocol import peer_name
+from .._framing.handshake import Handshake, timing_fields
 from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
 from .tcp import enable_tcp_keepalive
 
@@ -30,15 +31,32 @@ class CountedByServer:
     not admitted, and L{heartbeatLeave} when it ends; it provides
     L{heartbeatRefuse}, and may override L{heartbeatConnectionAdmitted}.
 
+    The first message after admission may be the client's handshake (see
+    L{heartbeat._framing.handshake}); the framing hands it to
+    L{heartbeatHandshakeReceived} and sends the answer in its own format.
+
     @ivar heartbeatAdmitted: whether the connection is the server's in
         full: its application messages are served and it hears broadcasts.
         C{False} while it owes its C{auth}, and once refused.
+    @ivar heartbeatConnectionId: a number the server gives the connection
+        when it joins, never reused by that server.
+    @ivar heartbeatName: the name the client gave in its handshake, or
+        C{None}.
     """
 
     heartbeatAdmitted: bool
+    heartbeatConnectionId: int
+    heartbeatName: Optional[str]
     _heartbeatJoined: bool
+    _heartbeatMayNegotiate: bool
     # Set on every new connection (see HeartbeatProtocol).
-    _connectionState = {"heartbeatAdmitted": False, "_heartbeatJoined": False}
+    _connectionState = {
+        "heartbeatAdmitted": False,
+        "heartbeatConnectionId": 0,
+        "heartbeatName": None,
+        "_heartbeatJoined": False,
+        "_heartbeatMayNegotiate": False,
+    }
     # Set only when the server asks for a token, as the connection is made.
     _heartbeatAuthCall: Optional[IDelayedCall] = None
 
@@ -106,6 +124,32 @@ class CountedByServer:
         The connection is now admitted; override to greet it.
         """
 
+    def heartbeatHandshakeReceived(
+        self, handshake: Handshake
+    ) -> Dict[str, Union[str, int, float, None]]:
+        """
+        The client's handshake arrived: take what it asks for and say what
+        was granted.  Override (calling up) to grant more capabilities.
+
+        @return: the answer's fields, in order: the connection's id, the
+            server's timing and line limit, and the name when one was given.
+        """
+        server = self.heartbeatServer
+        fields: Dict[str, Union[str, int, float, None]] = {
+            "id": self.heartbeatConnectionId
+        }
+        fields.update(
+            timing_fields(
+                server.heartbeatInterval,
+                server.heartbeatTimeout,
+                server.maxLineLength,
+            )
+        )
+        name = handshake.get("name")
+        if name is not None:
+            self.heartbeatName = fields["name"] = name
+        return fields
+
     def heartbeatRefuse(self, reason: bytes) -> None:
         """
         Close the connection telling the peer why (C{server full},
@@ -132,7 +176,18 @@ class CountedByServer:
 
     def _heartbeatAdmit(self) -> None:
         self.heartbeatAdmitted = True
+        self._heartbeatMayNegotiate = True
         self.heartbeatConnectionAdmitted()
+
+    def _heartbeatFirstMessage(self) -> bool:
+        """
+        Whether the message at hand is the first since admission, the only
+        one that may be a handshake; asking answers it for the next.
+        """
+        first = self._heartbeatMayNegotiate
+        if first:
+            self._heartbeatMayNegotiate = False
+        return first
 
     def _heartbeatAuthExpired(self) -> None:
         self._heartbeatAuthCall = None

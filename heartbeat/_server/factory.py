@@ -101,6 +101,7 @@ class HeartbeatServerFactory(Factory):
             return False
         self.connections.add(protocol)
         self.accepted += 1
+        protocol.heartbeatConnectionId = self.accepted
         return True
 
     def unregisterConnection(self, protocol: HeartbeatServerProtocol) -> None:

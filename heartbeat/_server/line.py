@@ -12,7 +12,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._core.protocol import peer_name
-from .._framing.line import TOO_MANY_PINGS, HeartbeatLineProtocol
+from .._framing.handshake import (
+    HandshakeError,
+    format_handshake,
+    is_handshake,
+    parse_handshake,
+)
+from .._framing.line import BAD_HANDSHAKE, TOO_MANY_PINGS, HeartbeatLineProtocol
 from .admission import CountedByServer
 
 # Pings closer together than minPingInterval tolerated before the close.
@@ -76,9 +82,24 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:
+            if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
+                if is_handshake(line):
+                    self._heartbeatNegotiate(line.rstrip(b"\r"))
+                    return
             super().lineReceived(line)
         else:
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
+
+    def _heartbeatNegotiate(self, line: bytes) -> None:
+        try:
+            handshake = parse_handshake(line)
+        except HandshakeError as e:
+            self.log.info(
+                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
+            )
+            self.closeWithError(BAD_HANDSHAKE, quiet=True)
+            return
+        self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

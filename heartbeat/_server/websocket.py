@@ -15,13 +15,21 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from .._core.protocol import peer_name
-from .._framing.line import SERVER_FULL, UNAUTHORIZED
+from .._framing.handshake import (
+    SUBPROTOCOL,
+    HandshakeError,
+    handshake_from_json,
+    json_fields,
+)
+from .._framing.line import BAD_HANDSHAKE, SERVER_FULL, UNAUTHORIZED
 from .._framing.websocket import (
+    _MAX_HEARTBEAT,
     INVALID_MESSAGE,
     OPEN,
     TRY_AGAIN_LATER,
     UNAUTHORIZED_CODE,
     WebSocketHeartbeat,
+    _control,
     timers_on,
 )
 from .admission import CountedByServer
@@ -29,7 +37,11 @@ from .assets import Asset
 from .factory import HeartbeatServerFactory
 
 # The close code that tells a page why it was not admitted.
-_REFUSALS = {SERVER_FULL: TRY_AGAIN_LATER, UNAUTHORIZED: UNAUTHORIZED_CODE}
+_REFUSALS = {
+    SERVER_FULL: TRY_AGAIN_LATER,
+    UNAUTHORIZED: UNAUTHORIZED_CODE,
+    BAD_HANDSHAKE: INVALID_MESSAGE,
+}
 class HeartbeatWebSocketServerProtocol(
     CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
 ):
@@ -44,8 +56,12 @@ class HeartbeatWebSocketServerProtocol(
     L{UNAUTHORIZED_CODE}); a server at its cap closes a new page with
     L{TRY_AGAIN_LATER}.  Each page learns the server's timing and message
     limit from C{{"type":"hello",…}} once it is admitted, and gets a JSON
-    ping along with each ping frame from then on.
+    ping along with each ping frame from then on.  A client that offers
+    the subprotocol C{heartbeat.v1} gets that hello in answer to its own
+    (see L{heartbeat._framing.handshake}) instead.
     """
+
+    _heartbeatNegotiating = False
 
     @property
     def heartbeatServer(self) -> HeartbeatServerFactory:
@@ -58,10 +74,19 @@ class HeartbeatWebSocketServerProtocol(
         self.maxWriteBuffer = self.heartbeatServer.maxWriteBuffer
         super().connectionMade()
 
+    def onConnect(self, request) -> Optional[str]:
+        if SUBPROTOCOL in request.protocols:
+            self._heartbeatNegotiating = True
+            return SUBPROTOCOL
+        return None
+
     def onOpen(self) -> None:
         self.heartbeatJoin()
 
     def heartbeatConnectionAdmitted(self) -> None:
+        if self._heartbeatNegotiating:
+            # Its hello, which the answer carries everything in, is due.
+            return
         # Only now: a page takes any message as proof that it is served,
         # and sends what it kept for the next connection.
         self.sendControlMessage(
@@ -81,9 +106,27 @@ class HeartbeatWebSocketServerProtocol(
         if self.state != OPEN:
             return
         if self.heartbeatAdmitted:
+            if self._heartbeatNegotiating and self._heartbeatFirstMessage():
+                hello = None if isBinary else _control(payload, _MAX_HEARTBEAT)
+                if hello is not None and hello["type"] == "hello":
+                    self._heartbeatNegotiate(hello)
+                    return
             super().onMessage(payload, isBinary)
         else:
             self.heartbeatAuthenticate(payload)
+
+    def _heartbeatNegotiate(self, hello: dict) -> None:
+        try:
+            handshake = handshake_from_json(hello)
+        except HandshakeError as e:
+            self._heartbeatLog.info(
+                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
+            )
+            self.heartbeatRefuse(BAD_HANDSHAKE)
+            return
+        self.sendControlMessage(
+            "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
+        )
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self.heartbeatLeave(f"{code} {reason or ''}")

@@ -61,7 +61,7 @@ function seconds(value) {
 }
 
 function parseControl(data) {
-  if (typeof data !== "string" || data[0] !== "{" || data.length > 256) return null;
+  if (typeof data !== "string" || data[0] !== "{" || data.length > 2048) return null;
   try {
     const message = JSON.parse(data);
     return CONTROL.has(message?.type) ? message : null;
