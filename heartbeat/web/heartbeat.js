@@ -13,9 +13,12 @@
 // that is gone).  send() keeps messages while disconnected (up to
 // maxBuffered) and sends them, in order, once healthy again.
 //
-// The server's first message on a connection, its hello, gives its timing
-// and its message limit; later ones, or any timing below MIN_SECONDS, are
-// not taken: a peer's message relayed by the server cannot pass for one.
+// The page offers the subprotocol heartbeat.v1: a server that takes it
+// waits for the page's own hello (its handshake: the name it goes by) and
+// answers with its hello.  The server's first message on a connection, its
+// hello, gives its timing and its message limit; later ones, or any timing
+// below MIN_SECONDS, are not taken: a peer's message relayed by the server
+// cannot pass for one.
 //
 // Plain ES module, no dependencies: import it from the server's
 // /heartbeat.js.  Times are in seconds, like the server's options.
@@ -26,6 +29,8 @@ const EPSILON = 0.001;
 // throttled: the server's messages may be waiting, unread, behind it.
 const LATE = 0.05;
 const CONTROL = new Set(["ping", "pong", "hello"]);
+// The subprotocol by which the page says it sends a hello of its own.
+const SUBPROTOCOL = "heartbeat.v1";
 // Close codes, the server's by the same numbers.
 const HEARTBEAT_TIMEOUT = 4000;
 const UNAUTHORIZED = 4001;
@@ -89,7 +94,11 @@ function parseControl(data) {
  * 25 and 55 until then), maxLength (likewise, 65536 until then),
  * initialDelay (1), maxDelay (30), maxBuffered (1000), protocols, authToken
  * (sent first, as "auth <token>", for a server that requires it; refused,
- * the socket closes for good); for tests, WebSocket, clock and random.
+ * the socket closes for good), name (the name the page goes by in the
+ * server's presence); for tests, WebSocket, clock and random.
+ *
+ * serverHello: the server's answer to the page's hello on the current
+ * connection (its id, timing and the name it granted), or null.
  */
 export class HeartbeatSocket extends EventTarget {
   constructor(url, options = {}) {
@@ -103,6 +112,7 @@ export class HeartbeatSocket extends EventTarget {
     this.maxBuffered = options.maxBuffered ?? 1000;
     this.state = "connecting";
     this.rtt = null;
+    this.serverHello = null;
     this._options = options;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._clock = options.clock ?? browserClock;
@@ -161,12 +171,13 @@ export class HeartbeatSocket extends EventTarget {
   _connect() {
     this._cancelTimer();
     this._setState("connecting");
-    const ws = new this._WebSocket(this.url, this._options.protocols);
+    const ws = new this._WebSocket(this.url, [SUBPROTOCOL, ...(this._options.protocols ?? [])]);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (event) => ws === this._ws && this._received(event.data);
     ws.onclose = (event) => ws === this._ws && this._lost(event.code, event.reason, event.wasClean);
     ws.onopen = () => ws === this._ws && this._opened();
     this._ws = ws;
+    this.serverHello = null;
     this._lastHeard = this._clock.now();
     this._pingSentAt = null;
     this._arm();
@@ -174,7 +185,15 @@ export class HeartbeatSocket extends EventTarget {
 
   _opened() {
     if (this._options.authToken != null) this._ws.send(`auth ${this._options.authToken}`);
+    if (this._ws.protocol === SUBPROTOCOL) this._ws.send(JSON.stringify(this._handshake()));
     this.ping();
+  }
+
+  // What the page asks the server for: its name, when it has one.
+  _handshake() {
+    const hello = { type: "hello" };
+    if (this._options.name != null) hello.name = String(this._options.name);
+    return hello;
   }
 
   // Why the server would refuse a message, or null.
@@ -206,7 +225,10 @@ export class HeartbeatSocket extends EventTarget {
     this._lastHeard = now;
     const control = parseControl(data);
     if (this.state === "connecting") {
-      if (control?.type === "hello") this._hello(control);
+      if (control?.type === "hello") {
+        if (this._ws.protocol === SUBPROTOCOL) this.serverHello = control;
+        this._hello(control);
+      }
       this._healthy();
     }
     if (control === null) {

@@ -38,8 +38,10 @@ class FakeClock {
 function fakeWebSockets() {
   const sockets = [];
   class FakeWebSocket {
-    constructor(url) {
+    constructor(url, protocols) {
       this.url = url;
+      this.protocols = protocols;
+      this.protocol = "";
       this.readyState = 0;
       this.sent = [];
       sockets.push(this);
@@ -53,7 +55,8 @@ function fakeWebSockets() {
       this.readyState = 3;
     }
     // The server's side
-    open() {
+    open(protocol = "") {
+      this.protocol = protocol;
       this.readyState = 1;
       this.onopen(new Event("open"));
     }
@@ -436,4 +439,29 @@ cases.online_or_visible_while_connecting_starts_afresh = () => {
   sockets[2].open();
   sockets[2].receive(hello(1, 3));
   same(socket.state, "open", "state once answered");
+};
+
+// The page offers heartbeat.v1 (before the application's own
+// subprotocols); a server that takes it gets the page's hello, with its
+// name, before the first ping, and its answer is kept and followed.
+cases.negotiates_through_its_hello = () => {
+  const { socket, sockets } = make({ name: "alice", protocols: ["chat"] });
+  const ws = sockets[0];
+  same(ws.protocols, ["heartbeat.v1", "chat"], "subprotocols offered");
+  ws.open("heartbeat.v1");
+  same(ws.sent, ['{"type":"hello","name":"alice"}', '{"type":"ping","t":1}'], "sent");
+  const answer = { type: "hello", id: 3, interval: 2, timeout: 5, maxLength: 10, name: "alice" };
+  ws.receive(JSON.stringify(answer));
+  same(socket.serverHello, answer, "the server's answer");
+  same([socket.interval, socket.timeout, socket.maxLength], [2, 5, 10], "timing taken");
+};
+
+// A server that does not take the subprotocol gets no hello from the page.
+cases.sends_no_hello_to_a_server_that_does_not_negotiate = () => {
+  const { socket, sockets } = make({ name: "alice" });
+  const ws = sockets[0];
+  ws.open();
+  same(ws.sent, ['{"type":"ping","t":1}'], "sent");
+  ws.receive(hello(1, 3));
+  same(socket.serverHello, null, "no answer kept");
 };
