@@ -12,6 +12,13 @@ from heartbeat._service.tap import Options as ServerOptions
 from heartbeat._service.tap import makeService
 
 
+def served(options):
+    """What makeService serves: the one service inside the one that says
+    when the server is up."""
+    [service] = makeService(options)
+    return service
+
+
 def parse(options_class, *argv):
     options = options_class()
     options.parseOptions(list(argv))
@@ -74,7 +81,7 @@ def test_zero_disables_pings_and_deadline():
 
 def test_service_carries_the_options():
     """makeService builds a listening service whose factory has the values."""
-    service = makeService(
+    service = served(
         parse(
             ServerOptions,
             "--port", "tcp:0:interface=127.0.0.1",
@@ -86,7 +93,7 @@ def test_service_carries_the_options():
     assert factory.heartbeatInterval == 2.0 and factory.heartbeatTimeout == 5.0
     assert factory.maxLineLength == 100 and factory.maxConnections == 7
     assert factory.protocol is HeartbeatServerProtocol
-    broadcast = makeService(parse(ServerOptions, "--broadcast"))
+    broadcast = served(parse(ServerOptions, "--broadcast"))
     assert broadcast.factory.protocol is BroadcastServerProtocol
 
 
@@ -154,7 +161,7 @@ def test_auth_token_file_is_read_and_stripped(tmp_path):
     for options_class, extra in ((ServerOptions, []), (ClientOptions, ["h:1"])):
         options = parse(options_class, "--auth-token-file", str(path), *extra)
         assert options["auth-token"] == b"s3cret-token"
-    service = makeService(parse(ServerOptions, "--auth-token-file", str(path)))
+    service = served(parse(ServerOptions, "--auth-token-file", str(path)))
     assert service.factory.authToken == b"s3cret-token"
 
 
@@ -175,7 +182,7 @@ def test_missing_token_file_is_refused(tmp_path):
 
 def test_hardening_options_reach_the_factory():
     """Each limit given on the command line governs the server."""
-    factory = makeService(
+    factory = served(
         parse(
             ServerOptions,
             "--min-ping-interval", "0.5", "--line-timeout", "7",
@@ -185,7 +192,7 @@ def test_hardening_options_reach_the_factory():
     assert factory.minPingInterval == 0.5 and factory.lineTimeout == 7.0
     assert factory.maxWriteBuffer == 4096 and factory.authTimeout == 2.0
     assert factory.tcpKeepalive
-    unlimited = makeService(
+    unlimited = served(
         parse(ServerOptions, "--line-timeout", "0", "--max-write-buffer", "0")
     ).factory
     assert unlimited.lineTimeout is None and unlimited.maxWriteBuffer is None

@@ -2,11 +2,13 @@
 The package as users get it: a wheel installed into a fresh environment.
 """
 
+import re
+import shlex
 import subprocess
 import sys
 import zipfile
 
-from .processes import ROOT
+from .processes import ROOT, wait_for
 
 
 def run(*argv, **kwargs):
@@ -44,3 +46,38 @@ def test_installed_package_provides_plugin_and_command(tmp_path):
     client = run(str(venv / "bin" / "heartbeat-client"), "--help",
                  cwd=elsewhere).stdout
     assert "--max-delay" in client
+
+
+def test_a_missing_extra_names_the_command_that_installs_it(tmp_path):
+    """Installed from a clone without the status extra, --status-port says
+    in one line what to run, and once that is run the port serves."""
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", str(venv))
+    run(str(venv / "bin" / "pip"), "install", "-q", str(ROOT), cwd=tmp_path)
+    twistd = [str(venv / "bin" / "twistd"), "-n", "--pidfile=", "heartbeat",
+              "--port", "tcp:0:interface=127.0.0.1",
+              "--status-port", "tcp:0:interface=127.0.0.1"]
+    refused = subprocess.run(twistd, capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    hint = re.fullmatch(
+        r"heartbeat: --status-port needs prometheus_client \(the status extra\): "
+        r"(.* -m pip install 'prometheus_client>=0\.17')\n",
+        refused.stderr,
+    )
+    assert hint, refused.stderr
+    command = shlex.split(hint.group(1))
+    assert command[0].startswith(str(venv / "bin" / "python"))
+    run(*command, cwd=tmp_path)
+    log = tmp_path / "twistd.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(twistd, stdout=output, stderr=subprocess.STDOUT,
+                                  cwd=tmp_path)
+    try:
+        wait_for(lambda: server.poll() is not None
+                 or "status page, /status.json and /metrics on" in log.read_text(),
+                 timeout=30, what="the status port")
+        assert server.poll() is None, log.read_text()
+    finally:
+        server.kill()
+        server.wait()

@@ -4,6 +4,7 @@ twistd heartbeat's --websocket-port and --status-port.
 
 import re
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ from heartbeat._service import server_options
 from heartbeat._service.tap import Options, makeService
 from heartbeat._status.monitor import MonitoredServerFactory
 from heartbeat._status.service import StatusService
+
+from .processes import wait_for
+
+
+def served(options):
+    """What makeService serves: the one service inside the one that says
+    when the server is up."""
+    [service] = makeService(options)
+    return service
 
 
 def parse(*argv):
@@ -69,7 +79,8 @@ def test_one_port_on_two_interfaces_is_two_listeners():
 @pytest.mark.parametrize("option", ["port", "websocket-port", "status-port"])
 def test_a_port_that_cannot_listen_stops_the_server(option):
     """A port already taken stops twistd at once, exit status 1, with one
-    line naming the option, not a traceback and a server without it."""
+    line naming the option, not a traceback, a server without it, or a
+    line that reads like success."""
     from .processes import TWISTD, LoggedProcess
 
     taken = socket.create_server(("127.0.0.1", 0))
@@ -93,12 +104,31 @@ def test_a_port_that_cannot_listen_stops_the_server(option):
     assert (f"--{option} tcp:{port}:interface=127.0.0.1: cannot listen: "
             "Address already in use") in log
     assert "Traceback" not in log
+    # Nothing said the server was up.
+    assert " on tcp:" not in log
+
+
+def test_the_start_is_reported_once_every_port_listens():
+    """The lines that say the server is up come after every listener."""
+    from .webserver import WebServer
+
+    server = WebServer(ports=("port", "websocket-port", "status-port"))
+    try:
+        log = wait_for(lambda: "status page" in server.log() and server.log())
+    finally:
+        server.stop()
+    lines = log.splitlines()
+    listening = [n for n, line in enumerate(lines) if " starting on " in line]
+    said = [n for n, line in enumerate(lines) if " on tcp:0:interface=" in line]
+    assert len(listening) == 3 and len(said) == 3
+    assert max(listening) < min(said)
+    assert "heartbeat server on tcp:0:interface=127.0.0.1: interval 25.0" in lines[said[0]]
 
 
 def test_allowed_origins_reach_the_websocket_factory():
     """--allowed-origins limits the pages that may connect; a value that is
     not an origin, or the option without a WebSocket port, is refused."""
-    service = makeService(parse(
+    service = served(parse(
         "--port", "tcp:0", "--websocket-port", "tcp:0",
         "--allowed-origins", "https://app.example.com, http://localhost:3000"))
     line, websocket = list(service)
@@ -116,18 +146,23 @@ def test_allowed_origins_reach_the_websocket_factory():
 
 
 def test_missing_extra_says_what_to_install(monkeypatch):
-    """Without Autobahn, --websocket-port says which extra to install."""
+    """Without Autobahn, --websocket-port says which extra it needs and the
+    command that installs it into this environment."""
     def missing(name):
         raise ImportError(name)
 
     monkeypatch.setattr(server_options, "import_module", missing)
-    with pytest.raises(usage.UsageError, match=r"heartbeat\[websocket\]"):
+    with pytest.raises(usage.UsageError) as raised:
         parse("--websocket-port", "8080")
+    assert str(raised.value) == (
+        "--websocket-port needs autobahn (the websocket extra): "
+        f"{sys.executable} -m pip install 'autobahn>=22.12'"
+    )
 
 
 def test_without_web_ports_the_server_is_unchanged():
     """No new option given: the same single line listener as before."""
-    service = makeService(parse("--port", "tcp:0"))
+    service = served(parse("--port", "tcp:0"))
     assert isinstance(service, StreamServerEndpointService)
     assert type(service.factory) is HeartbeatServerFactory
 
@@ -135,7 +170,7 @@ def test_without_web_ports_the_server_is_unchanged():
 def test_web_ports_add_listeners_that_share_the_server():
     """Both options: WebSocket and status listeners beside the line one,
     all fed by one monitoring server (broadcast reaching both kinds)."""
-    service = makeService(parse(
+    service = served(parse(
         "--port", "tcp:0", "--websocket-port", "tcp:0", "--status-port", "tcp:0",
         "--broadcast"))
     assert isinstance(service, MultiService)

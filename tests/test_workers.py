@@ -72,9 +72,11 @@ def pool(tmp_path):
 
 
 def test_workers_answer_on_the_shared_port(pool):
-    """Every connection to the one port is served by one of two workers,
-    and a silent peer is still closed at its timeout."""
+    """Every connection to the one port is served by one of two workers
+    (the log names the address they serve), and a silent peer is still
+    closed at its timeout."""
     process, port, log = pool
+    assert f"2 workers serving 127.0.0.1:{port}\n" in log.read_text()
     assert [ping(port, b"%d" % n) for n in range(20)] == [
         b"pong %d\n" % n for n in range(20)
     ]
@@ -123,6 +125,13 @@ def _is_zombie(pid):
         return True
 
 
+def served(options):
+    """What makeService serves: the one service inside the one that says
+    when the server is up."""
+    [service] = makeService(options)
+    return service
+
+
 def parse(*arguments):
     options = Options()
     options.parseOptions(list(arguments))
@@ -133,9 +142,9 @@ def test_one_worker_is_the_plain_single_process_server():
     """Without --workers nothing changes: one process, no supervisor."""
     options = parse("--port", "tcp:0:interface=127.0.0.1")
     assert options["workers"] == 1
-    assert isinstance(makeService(options), StreamServerEndpointService)
+    assert isinstance(served(options), StreamServerEndpointService)
     assert isinstance(
-        makeService(parse("--port", "tcp:0", "--workers", "3")), WorkerPool
+        served(parse("--port", "tcp:0", "--workers", "3")), WorkerPool
     )
 
 

@@ -331,9 +331,18 @@ def peer_name(protocol: object) -> str:
         address = transport.getPeer()
     except Exception:
         return "peer"
+    return address_name(address)
+
+
+def address_name(address: object) -> str:
+    """
+    An address as a log line shows it: C{host:port}, or C{unix:path}.
+    """
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:
         return f"{host}:{port}"
     name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
     return f"unix:{name}" if name else str(address)

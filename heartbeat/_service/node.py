@@ -6,14 +6,11 @@ the WebSocket and status listeners that the options ask for.
 from __future__ import annotations
 
 from twisted.application.service import IService, MultiService
-from twisted.logger import Logger
 from twisted.python import usage
 
 from .._server.factory import HeartbeatServerFactory
 from .._server.line import BroadcastServerProtocol, HeartbeatServerProtocol
 from .listener import Listener
-
-log = Logger()
 
 
 def _reactor():
@@ -52,7 +49,6 @@ def with_web_services(
         Listener("websocket-port", websocketPort, site, _reactor()).setServiceParent(
             services
         )
-        log.info("WebSocket and /heartbeat.js on {port}", port=websocketPort)
     if statusPort is not None:
         from .._status.service import StatusService
 
@@ -61,7 +57,6 @@ def with_web_services(
         Listener("status-port", statusPort, status.site(), _reactor()).setServiceParent(
             services
         )
-        log.info("status page, /status.json and /metrics on {port}", port=statusPort)
     return services
 
 

@@ -6,6 +6,7 @@ validated up front so a bad value is one line naming the option.
 from __future__ import annotations
 
 import math
+import platform
 from pathlib import Path
 from typing import Optional
 
@@ -109,6 +110,18 @@ class HeartbeatOptions(usage.Options):
             )
         self["max-line-length"] = positive_int(self, "max-line-length")
         self["auth-token"] = read_token(self, "auth-token-file")
+
+
+def version_line(program: str) -> str:
+    """
+    What C{--version} prints: the program's version, and those of Twisted
+    and Python, which a bug report needs too.
+    """
+    from twisted import __version__ as twisted
+
+    from .. import __version__
+
+    return f"{program} {__version__} (Twisted {twisted}, Python {platform.python_version()})"
 
 
 def server_description(port: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from importlib import import_module
+from importlib import import_module, metadata
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
@@ -19,6 +19,7 @@ from .options import (
     positive_int,
     seconds_or_none,
     server_description,
+    version_line,
 )
 
 # option, what it needs, the extra that installs it
@@ -72,7 +73,8 @@ class WebOptions(usage.Options):
                 import_module(module)
             except ImportError:
                 raise usage.UsageError(
-                    f"--{name} needs {module}: pip install 'heartbeat[{extra}]'"
+                    f"--{name} needs {module} (the {extra} extra): "
+                    f"{sys.executable} -m pip install '{_requirement(extra, module)}'"
                 )
             self[name] = description = server_description(self[name])
             try:
@@ -86,6 +88,25 @@ class WebOptions(usage.Options):
                     raise usage.UsageError(f"--{name} must differ from --{other}")
         if self["allowed-origins"] is not None:
             self["allowed-origins"] = _origins(self)
+
+
+def _requirement(extra: str, module: str) -> str:
+    """
+    What installs C{extra}'s dependency, as this installation's metadata
+    names it (with its version).  Installing it alone works however
+    heartbeat was installed: from an index, a clone or a wheel, editable
+    or not.
+    """
+    try:
+        requires = metadata.requires("heartbeat") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    marker = re.compile(rf"""extra\s*==\s*["']{extra}["']""")
+    for requirement in requires:
+        spec, _, condition = requirement.partition(";")
+        if marker.search(condition):
+            return spec.strip()
+    return module
 
 
 def _origins(options: usage.Options) -> list:
@@ -240,7 +261,21 @@ class ServerOptions(WebOptions, HeartbeatOptions):
     def parseOptions(self, options=None) -> None:
         # Kept so that each worker can parse exactly what twistd was given.
         self.arguments = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            # twistd would print the whole usage, then the error after it on
+            # standard output: the usage belongs to --help.
+            raise SystemExit(f"heartbeat: {e}")
+
+    def opt_version(self) -> None:
+        """
+        Display the heartbeat, Twisted and Python versions and exit.
+        """
+        print(version_line("heartbeat"))
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         super().postOptions()

@@ -31,6 +31,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
+from .._core.protocol import address_name
 from .listener import cannot_listen
 
 # The listening socket's descriptor number in every worker.
@@ -91,7 +92,7 @@ class WorkerPool(Service):
         self.log.info(
             "{workers} workers serving {address}",
             workers=self.workers,
-            address=address,
+            address=address_name(address),
         )
         self._family = _FAMILIES[type(address)]
         for number in range(1, self.workers + 1):

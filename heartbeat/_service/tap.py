@@ -4,7 +4,7 @@ C{twistd heartbeat}: one node, or a supervisor of several worker nodes.
 
 from __future__ import annotations
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
 from .node import node_service
@@ -14,17 +14,45 @@ from .supervisor import WorkerPool
 log = Logger()
 
 
+class _Started(MultiService):
+    """
+    The server's services, which say that the server is up once they have
+    all started: a port that cannot be had stops twistd before anything
+    that reads like success is logged.
+    """
+
+    def __init__(self, options: Options, service: IService) -> None:
+        super().__init__()
+        self.options = options
+        service.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        options = self.options
+        log.info(
+            "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
+            "max {maxConnections} connections, {mode}, {auth}",
+            auth="auth required" if options["auth-token"] else "open (no auth)",
+            port=options["port"],
+            interval=options["interval"],
+            timeout=options["timeout"],
+            maxConnections=options["max-connections"],
+            mode="broadcast" if options["broadcast"] else "echo",
+        )
+        if options["websocket-port"] is not None:
+            log.info(
+                "WebSocket and /heartbeat.js on {port}", port=options["websocket-port"]
+            )
+        if options["status-port"] is not None:
+            log.info(
+                "status page, /status.json and /metrics on {port}",
+                port=options["status-port"],
+            )
+
+
 def makeService(options: Options) -> IService:
-    log.info(
-        "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
-        "max {maxConnections} connections, {mode}, {auth}",
-        auth="auth required" if options["auth-token"] else "open (no auth)",
-        port=options["port"],
-        interval=options["interval"],
-        timeout=options["timeout"],
-        maxConnections=options["max-connections"],
-        mode="broadcast" if options["broadcast"] else "echo",
-    )
     if options["workers"] > 1:
-        return WorkerPool(options["port"], options["workers"], options.arguments)
-    return node_service(options)
+        service = WorkerPool(options["port"], options["workers"], options.arguments)
+    else:
+        service = node_service(options)
+    return _Started(options, service)
