@@ -277,6 +277,21 @@ def test_messages_sent_while_down_are_flushed_in_order(clock):
     assert factory.bufferedMessages == 0
 
 
+@pytest.mark.parametrize("count, said", [(1, "1 buffered message"),
+                                          (2, "2 buffered messages")])
+def test_the_log_counts_buffered_messages_in_words(clock, count, said):
+    """The log line for a flush reads as English, one message or several."""
+    from twisted.logger import Logger, formatEvent
+
+    events = []
+    factory, endpoint = make(clock, log=Logger(observer=events.append))
+    for n in range(count):
+        factory.sendMessage(b"%d" % n)
+    protocol, transport, wrapper = endpoint.accept()
+    protocol.dataReceived(b"pong 1\n")
+    assert f"sending {said}" in [formatEvent(event) for event in events]
+
+
 def test_buffer_full_fails_loudly(clock):
     """Past maxBufferedMessages a send raises; nothing is dropped silently."""
     factory, endpoint = make(clock, maxBufferedMessages=3)

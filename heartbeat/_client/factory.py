@@ -215,7 +215,9 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         buffered, self._buffer = self._buffer, deque()
         if buffered:
             self.log.info(
-                "sending {count} buffered messages", count=len(buffered)
+                "sending {count} buffered {messages}",
+                count=len(buffered),
+                messages="message" if len(buffered) == 1 else "messages",
             )
         for line in buffered:
             protocol.sendMessage(line)

@@ -5,6 +5,7 @@ heartbeats and reconnection in between.
 
 from __future__ import annotations
 
+import getopt
 import sys
 from typing import List, Optional
 
@@ -24,7 +25,9 @@ from zope.interface import implementer
 
 from .._client.factory import BufferFull, HeartbeatClientFactory, ServerRefused
 from .._client.protocol import HeartbeatClientProtocol
-from .options import HeartbeatOptions, positive_float, positive_int
+from .._core.protocol import peer_name
+from .._framing.line import PING, parse_heartbeat
+from .options import HeartbeatOptions, positive_float, positive_int, version_line
 
 log = Logger()
 
@@ -60,7 +63,12 @@ class Options(HeartbeatOptions):
             "1",
             "Longest wait before the first reconnection attempt, seconds.",
         ],
-        ["max-delay", None, "30", "Longest wait between reconnection attempts."],
+        [
+            "max-delay",
+            None,
+            "30",
+            "Longest wait between reconnection attempts, seconds.",
+        ],
         [
             "buffer-size",
             None,
@@ -72,15 +80,40 @@ class Options(HeartbeatOptions):
 
     def opt_version(self) -> None:
         """
-        Display the heartbeat version and exit.
+        Display the heartbeat-client, Twisted and Python versions and exit.
         """
-        from .. import __version__
-
-        print(f"heartbeat-client {__version__}")
+        print(version_line("heartbeat-client"))
         raise SystemExit(0)
 
-    def parseArgs(self, endpoint: str) -> None:
-        self["endpoint"] = client_description(endpoint)
+    def parseOptions(self, options=None) -> None:
+        # Options may come after the endpoint too, as with most commands:
+        # sort them out first, then parse them in the order usage expects.
+        argv = sys.argv[1:] if options is None else options
+        try:
+            found, arguments = getopt.gnu_getopt(argv, self.shortOpt, self.longOpt)
+        except getopt.error as e:
+            raise usage.UsageError(str(e))
+        ordered = []
+        for option, value in found:
+            takesValue = (
+                option[2:] + "=" in self.longOpt
+                if option.startswith("--")
+                else option[1] + ":" in self.shortOpt
+            )
+            ordered += [option, value] if takesValue else [option]
+        super().parseOptions(ordered + ["--"] + arguments)
+
+    def parseArgs(self, *arguments: str) -> None:
+        if not arguments:
+            raise usage.UsageError(
+                "no ENDPOINT: give the server's, such as 127.0.0.1:1234"
+            )
+        if len(arguments) > 1:
+            raise usage.UsageError(
+                f"one ENDPOINT expected, not {len(arguments)}: "
+                + " ".join(arguments)
+            )
+        self["endpoint"] = client_description(arguments[0])
 
     def postOptions(self) -> None:
         super().postOptions()
@@ -100,8 +133,31 @@ class Options(HeartbeatOptions):
 
 
 class _PrintingProtocol(HeartbeatClientProtocol):
+    """
+    Prints the server's lines, and the round trip of a ping typed on stdin.
+    """
+
+    _typedPing: Optional[bytes] = None
+
     def messageReceived(self, line: bytes) -> None:
         self.factory.stdout.write(line + b"\n")
+
+    def typedPing(self) -> None:
+        """
+        A ping typed on stdin: sent with our own token, so that its pong
+        gives a round trip to show (the pong itself is a heartbeat's).
+        """
+        self._typedPing = self.heartbeatPing()
+
+    def heartbeatRoundTrip(self, rtt: float) -> None:
+        super().heartbeatRoundTrip(rtt)
+        if self._typedPing == b"%d" % (self.heartbeatPingsSent,):
+            self._typedPing = None
+            log.info(
+                "pong from {peer}: round trip {rtt:.2f} ms",
+                peer=peer_name(self),
+                rtt=rtt * 1000,
+            )
 
 
 @implementer(IHalfCloseableProtocol)
@@ -122,16 +178,30 @@ class _StdinLines(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":
             line = line[:-1]
+        heartbeat = parse_heartbeat(line)
+        if heartbeat is not None and heartbeat[0] == PING:
+            self._ping()
+            return
         try:
             self.client.sendMessage(line)
         except BufferFull as e:
             log.error("line dropped, buffer full: {error}", error=str(e))
 
+    def _ping(self) -> None:
+        protocol = self.client.connectedProtocol
+        if protocol is None:
+            log.warn("not connected: ping not sent")
+        else:
+            protocol.typedPing()
+
     def lineLengthExceeded(self, line: bytes) -> None:
         log.error("stdin line longer than --max-line-length dropped")
 
     def readConnectionLost(self) -> None:
-        log.info("end of stdin; still printing what the server sends")
+        # Stdin also "ends" when the reactor shuts down (SIGTERM), after the
+        # client has stopped: nothing is printed any more then.
+        if self.client.continueTrying:
+            log.info("end of stdin; still printing what the server sends")
 
     def writeConnectionLost(self) -> None:
         pass
