@@ -30,6 +30,23 @@ INVALID_MESSAGE = 4007
 TRY_AGAIN_LATER = 4013
 # RFC 6455's own, for a message over the size limit.
 MESSAGE_TOO_BIG = 1009
+# What RFC 6455 says a close without a status code was.
+NO_STATUS = 1005
+
+# RFC 6455's names of its codes, for a close that gives no reason.
+_CODE_NAMES = {
+    1000: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    NO_STATUS: "no status",
+    1006: "abnormal closure",
+    1007: "invalid payload",
+    1008: "policy violation",
+    MESSAGE_TOO_BIG: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+}
 
 # An application heartbeat is a small JSON object; anything longer is an
 # application message, and never parsed.  A hello, with a name and a
@@ -98,6 +115,17 @@ def _is_text(payload: bytes) -> bool:
     return True
 
 
+def close_description(code: Optional[int], reason: Optional[str]) -> str:
+    """
+    A close as a log line gives it: its code, and its reason or, without
+    one, what the code means (a close frame without a code is C{1005}).
+    """
+    if code is None:
+        code = NO_STATUS
+    reason = reason or _CODE_NAMES.get(code)
+    return f"{code} {reason}" if reason else str(code)
+
+
 def timers_on(clock: IReactorTime) -> SimpleNamespace:
     """
     Autobahn's handshake timers, driven by C{clock} like ours, so that a
@@ -124,11 +152,16 @@ class WebSocketHeartbeat(HeartbeatProtocol):
     @ivar maxWriteBuffer: bytes that may wait unsent to a peer that does not
         read; past that the connection is aborted, as a line connection's
         is (L{WriteCap}).  C{None}: no cap.
+    @ivar heartbeatClosing: C{(code, reason)} of the close frame by which
+        this side ended the connection (a timeout, a message too big), or
+        C{None}: the real reason, whatever Autobahn makes of the end of the
+        closing handshake.
     """
 
     heartbeatFraming = "websocket"
     maxLineLength: Optional[int] = None
     maxWriteBuffer: Optional[int] = None
+    heartbeatClosing: Optional[Tuple[int, str]] = None
 
     def heartbeatSettings(self) -> Any:
         """
@@ -169,14 +202,7 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         if message is None:
             limit = self.maxLineLength
             if limit is not None and len(payload) > limit:
-                self._heartbeatLog.info(
-                    "{peer} sent a message of {length} bytes, over the "
-                    "{limit}-byte limit",
-                    peer=peer_name(self),
-                    length=len(payload),
-                    limit=limit,
-                )
-                self._heartbeatClose(MESSAGE_TOO_BIG, "message too big")
+                self._heartbeatTooBig(len(payload))
             else:
                 self.messageReceived(payload, isBinary)
         elif message["type"] == "ping":
@@ -187,6 +213,24 @@ class WebSocketHeartbeat(HeartbeatProtocol):
             self.heartbeatPongReceived(_token(message.get("t")))
         else:
             self.helloReceived(message)
+
+    def _max_message_size_exceeded(self, size: int, limit: int, reason: str) -> None:
+        # Autobahn's hook for a frame or message over its own limits, which
+        # it would log and close on itself: the same close as ours, logged
+        # once.  Failed, so that Autobahn gathers no more of the message.
+        self.failedByMe = True
+        self._heartbeatTooBig(size)
+
+    def onCloseHandshakeTimeout(self) -> None:
+        closing = self.heartbeatClosing
+        if closing is None:
+            super().onCloseHandshakeTimeout()  # type: ignore[misc]
+            return
+        # The peer did not answer the close frame that told it why: it is
+        # gone, as this side presumed.  Aborted without Autobahn's warning,
+        # which would blame the closing handshake.
+        self.closeHandshakeTimeoutCall = None
+        self._heartbeatAbortClosing()
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
         # Everything Autobahn writes passes here: messages, pings, closes.
@@ -259,18 +303,34 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         # The close frame tells a peer that was only deaf why.
         self._heartbeatClose(HEARTBEAT_TIMEOUT, "heartbeat timeout")
 
+    def _heartbeatTooBig(self, length: int) -> None:
+        self._heartbeatLog.info(
+            "{peer} sent a message of {length} bytes, over the {limit}-byte limit",
+            peer=peer_name(self),
+            length=length,
+            limit=self.maxLineLength,
+        )
+        self._heartbeatClose(MESSAGE_TOO_BIG, "message too big")
+
     def _heartbeatClose(self, code: int, reason: str) -> None:
         """
         Close with a frame that tells the peer why; what the peer sends after
-        it is not served.  Autobahn aborts the connection if no answer comes
+        it is not served.  The connection is aborted if no answer comes
         within C{closeHandshakeTimeout}; without that timeout nothing would
-        end the wait, so the connection is dropped at once instead.
+        end the wait, so it is aborted at once instead.
         """
         self.stopHeartbeat()
+        if self.heartbeatClosing is None:
+            self.heartbeatClosing = (code, reason)
         if self.state == OPEN and self.closeHandshakeTimeout > 0:  # type: ignore[attr-defined]
             # Not sendClose, which refuses RFC 6455's own codes (1009).
             self.sendCloseFrame(code, reason.encode(), isReply=False)  # type: ignore[attr-defined]
         else:
-            self.wasClean = False
-            self.wasNotCleanReason = reason
-            self.dropConnection(abort=True)  # type: ignore[attr-defined]
+            self._heartbeatAbortClosing()
+
+    def _heartbeatAbortClosing(self) -> None:
+        # What Autobahn's dropConnection does, less its warning: this side
+        # has logged why it closes.
+        self.wasClean = False
+        self.wasNotCleanReason = self.heartbeatClosing[1]  # type: ignore[index]
+        self.transport.abortConnection()  # type: ignore[attr-defined]

@@ -68,7 +68,10 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
     maxWriteBuffer = _perLineSetting("maxWriteBuffer")  # type: ignore[assignment]
     _lastPingAt: Optional[float]
     _pingStrikes: int
-    _connectionState = {"_lastPingAt": None, "_pingStrikes": 0}
+    # Why this side ended the connection, for its last log line; C{None}:
+    # the peer ended it, or the network did.
+    _endedBecause: Optional[str]
+    _connectionState = {"_lastPingAt": None, "_pingStrikes": 0, "_endedBecause": None}
 
     def connectionMade(self) -> None:
         if not self.heartbeatJoin():
@@ -77,8 +80,19 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         super().connectionMade()
 
     def connectionLost(self, reason: Failure) -> None:
-        self.heartbeatLeave(reason.getErrorMessage())
+        # An abort of our own reads "Connection was aborted locally": the
+        # reason we aborted for is the one to tell.
+        self.heartbeatLeave(self._endedBecause or reason.getErrorMessage())
         super().connectionLost(reason)
+
+    def heartbeatAbort(self) -> None:
+        self._endedBecause = "heartbeat timeout"
+        super().heartbeatAbort()
+
+    def closeWithError(self, reason: bytes, quiet: bool = False) -> None:
+        if self._endedBecause is None:
+            self._endedBecause = reason.decode("ascii", "replace")
+        super().closeWithError(reason, quiet)
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:

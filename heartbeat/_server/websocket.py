@@ -30,6 +30,7 @@ from .._framing.websocket import (
     UNAUTHORIZED_CODE,
     WebSocketHeartbeat,
     _control,
+    close_description,
     timers_on,
 )
 from .admission import CountedByServer
@@ -129,7 +130,9 @@ class HeartbeatWebSocketServerProtocol(
         )
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
-        self.heartbeatLeave(f"{code} {reason or ''}")
+        # A close this side began is told by its own code and reason, however
+        # the closing handshake ended.
+        self.heartbeatLeave(close_description(*(self.heartbeatClosing or (code, reason))))
 
     def sendHeartbeatPing(self, token: bytes) -> None:
         super().sendHeartbeatPing(token)
@@ -245,7 +248,8 @@ class _UpgradeOnly(Resource):
     def render(self, request):
         if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
             return self._websocket.render(request)
-        request.setResponseCode(426)
+        # Twisted knows no phrase for 426: RFC 9110's.
+        request.setResponseCode(426, b"Upgrade Required")
         request.setHeader(b"upgrade", b"websocket")
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"A WebSocket endpoint: connect with the client at /heartbeat.js.\n"
