@@ -129,6 +129,20 @@ def test_snapshot_lists_both_kinds_of_connection(clock):
     assert len(status.snapshot(limit=1)["connections"]) == 1
 
 
+def test_a_peer_that_pings_is_marked_in_its_row(clock):
+    """A peer that pings the server, and so is never pinged, is marked as
+    such in the table, where the round trip would be; others are not."""
+    server = make_server(clock)
+    pinging, _ = connect_from(server, "10.0.0.7", 5555)
+    quiet, _ = connect_from(server, "10.0.0.8", 5555)
+    for _ in range(3):
+        clock.advance(0.5)
+        pinging.dataReceived(b"ping mine\n")
+    rows = StatusService(server).snapshot()["connections"]
+    assert [(r["peer_pings"], r["rtt"]) for r in rows] == [(True, None), (False, None)]
+    assert pinging.heartbeatPingsSent == 0 and quiet.heartbeatPingsSent == 1
+
+
 def test_history_samples_every_second_and_forgets_the_oldest(clock):
     """The chart's data: one point a second, the last few minutes only."""
     server = make_server(clock)

@@ -42,11 +42,15 @@ class CountedByServer:
         when it joins, never reused by that server.
     @ivar heartbeatName: the name the client gave in its handshake, or
         C{None}.
+    @ivar heartbeatPeerPinged: whether the peer has pinged the server: one
+        that pings on its own schedule is never silent long enough to be
+        pinged, so the server measures no round trip to it.
     """
 
     heartbeatAdmitted: bool
     heartbeatConnectionId: int
     heartbeatName: Optional[str]
+    heartbeatPeerPinged: bool
     _heartbeatJoined: bool
     _heartbeatMayNegotiate: bool
     # Set on every new connection (see HeartbeatProtocol).
@@ -54,6 +58,7 @@ class CountedByServer:
         "heartbeatAdmitted": False,
         "heartbeatConnectionId": 0,
         "heartbeatName": None,
+        "heartbeatPeerPinged": False,
         "_heartbeatJoined": False,
         "_heartbeatMayNegotiate": False,
     }
@@ -214,6 +219,7 @@ class CountedByServer:
 
     def heartbeatPingReceived(self, token: Optional[bytes]) -> None:
         self.heartbeatServer.pingsReceived += 1
+        self.heartbeatPeerPinged = True
         super().heartbeatPingReceived(token)  # type: ignore[misc]
 
     def heartbeatRoundTrip(self, rtt: float) -> None:

@@ -38,6 +38,7 @@ def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
         "silent_for": max(0.0, now - protocol.heartbeatLastReceived),
         "rtt": protocol.heartbeatRtt,
         "smoothed_rtt": protocol.heartbeatSmoothedRtt,
+        "peer_pings": protocol.heartbeatPeerPinged,
     }
 
 
@@ -178,11 +179,21 @@ class StatusService(Service):
         return root
 
     def site(self) -> Site:
-        site = Site(
+        site = _UnloggedSite(
             self.resource(), timeout=self.idleTimeout, reactor=self.server.clock
         )
         site.noisy = False
         return site
+
+
+class _UnloggedSite(Site):
+    """
+    The status port writes no access log: a Prometheus scrape every 15 s,
+    or a page's requests, would fill the server's own log.
+    """
+
+    def log(self, request) -> None:
+        pass
 
 
 def _event(snapshot: Dict[str, Any]) -> bytes:

@@ -12,6 +12,15 @@ function ms(seconds) {
   return seconds === null ? "–" : `${(seconds * 1000).toFixed(1)} ms`;
 }
 
+// A peer that pings on its own schedule is never silent long enough for
+// the server to ping it: the server has no round trip to show, and says why.
+const PEER_PINGS = "the peer pings the server before the server needs to ping it, " +
+  "so the server measures no round trip";
+
+function rtt(connection, seconds) {
+  return seconds === null && connection.peer_pings ? "peer pings" : ms(seconds);
+}
+
 function svg(name, attributes, text) {
   const element = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
@@ -55,7 +64,7 @@ function drawTable(snapshot) {
     const cells = [
       c.id, c.transport, c.peer,
       new Date(c.connected_since * 1000).toLocaleTimeString(),
-      `${c.silent_for.toFixed(1)} s`, ms(c.rtt), ms(c.smoothed_rtt),
+      `${c.silent_for.toFixed(1)} s`, rtt(c, c.rtt), rtt(c, c.smoothed_rtt),
     ];
     for (const value of cells) {
       const td = document.createElement("td");
@@ -64,6 +73,9 @@ function drawTable(snapshot) {
     }
     const interval = snapshot.settings.interval;
     if (interval && c.silent_for > interval) tr.cells[4].className = "quiet";
+    for (const td of [tr.cells[5], tr.cells[6]]) {
+      if (td.textContent === "peer pings") td.title = PEER_PINGS;
+    }
     return tr;
   });
   $("connections").replaceChildren(...rows);

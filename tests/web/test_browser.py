@@ -196,13 +196,28 @@ def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
 def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts,
                                                  opened):
     """The status page lists the test's line and WebSocket peers with their
-    round trips, and its chart draws; a screenshot is kept."""
+    round trips (a peer that pings on its own schedule is said to), and its
+    chart draws; a screenshot is kept."""
     server = twistd("--interval", "0.5", "--timeout", "1.5",
                     ports=("port", "websocket-port", "status-port"))
     peers = []
     for _ in range(3):
         peers.append(AnsweringPeer(server.ports["port"]))
         opened.append(peers[-1])
+    pinger = AnsweringPeer(server.ports["port"])
+    opened.append(pinger)
+
+    def keep_pinging():
+        try:
+            while not pinger.closed:
+                pinger.send(b"ping mine")
+                # Within the interval, so the server never pings it, and
+                # above the --min-ping-interval of 0.25 s.
+                time.sleep(0.35)
+        except OSError:
+            pass
+
+    threading.Thread(target=keep_pinging, daemon=True).start()
     url = serve_page(readme_page(server.ports["websocket-port"]))
     for _ in range(2):
         opened.append(browser.new_page())
@@ -213,15 +228,18 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     def rows():
         cells = page.eval_on_selector_all(
             "#connections tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-        if len(cells) == 5 and all(r[5] != "–" for r in cells):
+        measured = [r for r in cells if re.fullmatch(r"\d+\.\d ms", r[5])]
+        if len(cells) == 6 and len(measured) == 5:
             return cells
 
-    table = wait_for(rows, 10, what="five connections with round trips")
-    assert sorted(r[1] for r in table) == ["line"] * 3 + ["websocket"] * 2
+    pinging = "127.0.0.1:%d" % pinger.sock.getsockname()[1]
+    table = wait_for(rows, 10, what="six connections, five round trips")
+    assert sorted(r[1] for r in table) == ["line"] * 4 + ["websocket"] * 2
     line_ports = {"127.0.0.1:%d" % p.sock.getsockname()[1] for p in peers}
-    assert {r[2] for r in table if r[1] == "line"} == line_ports
-    assert re.fullmatch(r"\d+\.\d ms", table[0][5])
-    assert page.text_content("#open") == "5"
+    assert {r[2] for r in table if r[1] == "line"} == line_ports | {pinging}
+    [unmeasured] = [r for r in table if not r[5].endswith(" ms")]
+    assert unmeasured[2] == pinging and unmeasured[5:7] == ["peer pings"] * 2
+    assert page.text_content("#open") == "6"
 
     def drawn():
         points = page.eval_on_selector_all(
