@@ -21,7 +21,9 @@
 // cannot pass for one.
 //
 // Plain ES module, no dependencies: import it from the server's
-// /heartbeat.js.  Times are in seconds, like the server's options.
+// /heartbeat.js.  Times are in seconds, like the server's options.  It runs
+// as it is in Node 22 and later (their global WebSocket); elsewhere, pass a
+// WebSocket constructor as an option (Node 20: the ws package's).
 
 const OPEN = 1;
 const EPSILON = 0.001;
@@ -41,6 +43,10 @@ const TIMEOUT = 55;
 const MIN_SECONDS = 0.1;
 // The server's default --max-line-length, until its hello says.
 const MAX_LENGTH = 65536;
+// How long an attempt may take to hear from the server.
+const CONNECT_TIMEOUT = 10;
+// What a connection that failed is closed with, as browsers report it.
+const ABNORMAL_CLOSURE = 1006;
 
 const browserClock = {
   now: () => performance.now() / 1000,
@@ -63,6 +69,12 @@ export class BufferFullError extends Error {}
 // drops, a string, a tiny number) is not taken.
 function seconds(value) {
   return typeof value === "number" && Number.isFinite(value) && value >= MIN_SECONDS ? value : null;
+}
+
+// Node before 23 has no CloseEvent: an Event with the same fields.
+function closeEvent(code, reason, wasClean) {
+  if (typeof CloseEvent === "function") return new CloseEvent("close", { code, reason, wasClean });
+  return Object.assign(new Event("close"), { code, reason, wasClean });
 }
 
 function parseControl(data) {
@@ -92,10 +104,13 @@ function parseControl(data) {
  *
  * Options: interval and timeout (by default the server's, from its hello;
  * 25 and 55 until then), maxLength (likewise, 65536 until then),
- * initialDelay (1), maxDelay (30), maxBuffered (1000), protocols, authToken
- * (sent first, as "auth <token>", for a server that requires it; refused,
- * the socket closes for good), name (the name the page goes by in the
- * server's presence); for tests, WebSocket, clock and random.
+ * connectTimeout (10: an attempt that has not heard from the server by then
+ * is dropped for the next; at most the timeout), initialDelay (1), maxDelay
+ * (30), maxBuffered (1000), protocols, authToken (sent first, as "auth
+ * <token>", for a server that requires it; refused, the socket closes for
+ * good), name (the name the page goes by in the server's presence),
+ * WebSocket (the constructor, where there is no global one: the ws package
+ * in Node 20); for tests, clock and random.
  *
  * serverHello: the server's answer to the page's hello on the current
  * connection (its id, timing and the name it granted), or null.
@@ -107,6 +122,7 @@ export class HeartbeatSocket extends EventTarget {
     this.interval = options.interval ?? INTERVAL;
     this.timeout = options.timeout ?? TIMEOUT;
     this.maxLength = options.maxLength ?? MAX_LENGTH;
+    this.connectTimeout = options.connectTimeout ?? CONNECT_TIMEOUT;
     this.initialDelay = options.initialDelay ?? 1;
     this.maxDelay = options.maxDelay ?? 30;
     this.maxBuffered = options.maxBuffered ?? 1000;
@@ -175,6 +191,11 @@ export class HeartbeatSocket extends EventTarget {
     ws.binaryType = "arraybuffer";
     ws.onmessage = (event) => ws === this._ws && this._received(event.data);
     ws.onclose = (event) => ws === this._ws && this._lost(event.code, event.reason, event.wasClean);
+    // An error is the end of the socket (browsers fire close after it; Node's
+    // WebSocket does not when the connection is refused), and once the page
+    // has left a socket it must be heard still: the ws package throws an
+    // error nobody listens to.
+    ws.onerror = () => ws === this._ws && this._failed();
     ws.onopen = () => ws === this._ws && this._opened();
     this._ws = ws;
     this.serverHello = null;
@@ -257,8 +278,6 @@ export class HeartbeatSocket extends EventTarget {
     if (Number.isSafeInteger(hello.maxLength) && hello.maxLength > 0) {
       this.maxLength = this._options.maxLength ?? hello.maxLength;
     }
-    this._cancelTimer();
-    this._arm();
   }
 
   _healthy() {
@@ -272,13 +291,24 @@ export class HeartbeatSocket extends EventTarget {
       }
     }
     this._setState("open");
+    // Past the connect timeout, on the server's timing.
+    if (this.state === "open") {
+      this._cancelTimer();
+      this._arm();
+    }
     this.dispatchEvent(new Event("open"));
+  }
+
+  _failed() {
+    const ws = this._ws;
+    this._lost(ABNORMAL_CLOSURE, "", false);
+    ws.close();
   }
 
   _lost(code, reason, wasClean) {
     this._ws = null;
     this._cancelTimer();
-    this.dispatchEvent(new CloseEvent("close", { code, reason, wasClean }));
+    this.dispatchEvent(closeEvent(code, reason, wasClean));
     if (this.state === "closed") return;
     // Refused for good: trying again would not help.
     if (code === UNAUTHORIZED) {
@@ -294,10 +324,17 @@ export class HeartbeatSocket extends EventTarget {
     this._timer = this._clock.setTimeout(() => this._connect(), delay);
   }
 
+  // How long the server may be silent: until it has first spoken, the
+  // connect timeout (no longer than the timeout).
+  _limit() {
+    const timeout = this.timeout || Infinity;
+    return this.state === "connecting" ? Math.min(this.connectTimeout, timeout) : timeout;
+  }
+
   // The next ping or deadline, whichever comes first; like the server, it
   // looks at the time of the last message only when it fires.
   _arm() {
-    let when = this.timeout ? this._lastHeard + this.timeout : Infinity;
+    let when = this._lastHeard + this._limit();
     if (this.interval && this._ws.readyState === OPEN) {
       when = Math.min(when, Math.max(this._lastHeard, this._pingSentAt ?? -Infinity) + this.interval);
     }
@@ -312,14 +349,15 @@ export class HeartbeatSocket extends EventTarget {
     this._timer = null;
     const now = this._clock.now();
     const silence = now - this._lastHeard;
-    if (this.timeout && silence + EPSILON >= this.timeout && now - this._dueAt > LATE && !this._graced) {
+    const limit = this._limit();
+    if (silence + EPSILON >= limit && now - this._dueAt > LATE && !this._graced) {
       // Let the messages that arrived meanwhile be read first.
       this._graced = true;
       this._timer = this._clock.setTimeout(() => this._due(), LATE);
       return;
     }
     this._graced = false;
-    if (this.timeout && silence + EPSILON >= this.timeout) {
+    if (silence + EPSILON >= limit) {
       // Dead, or unreachable: a close handshake would wait on it, so drop
       // the socket and go on at once.
       const ws = this._ws;

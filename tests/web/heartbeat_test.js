@@ -63,9 +63,14 @@ function fakeWebSockets() {
     receive(data) {
       this.onmessage(new MessageEvent("message", { data }));
     }
+    // As Node's own WebSocket does when refused: an error, and no close.
+    fail() {
+      this.onerror(new Event("error"));
+    }
     drop(code = 1006, reason = "") {
       this.readyState = 3;
-      this.onclose(new CloseEvent("close", { code, reason, wasClean: code !== 1006 }));
+      // Not a CloseEvent, which a case takes away.
+      this.onclose(Object.assign(new Event("close"), { code, reason, wasClean: code !== 1006 }));
     }
   }
   return { FakeWebSocket, sockets };
@@ -286,7 +291,8 @@ cases.online_or_visible_reconnects_at_once = () => {
   same(sockets.length, 3, "attempts after visibilitychange");
 };
 
-// An attempt that never opens is given up after the timeout.
+// An attempt that never opens is given up after the timeout, when that
+// is shorter than the connect timeout.
 cases.a_hanging_attempt_times_out = () => {
   const { socket, clock, sockets } = make({ timeout: 2 });
   clock.advance(1.99);
@@ -294,6 +300,72 @@ cases.a_hanging_attempt_times_out = () => {
   clock.advance(0.02);
   same(sockets[0].closedWith, [4000, "connect timeout"], "close");
   same(socket.state, "reconnecting", "state");
+};
+
+// An attempt has the connect timeout (10 s by default), not the 55 s of
+// the heartbeat, to hear from the server, whether or not it opened.
+cases.connecting_has_its_own_timeout = () => {
+  for (const opens of [false, true]) {
+    const { socket, clock, sockets, events } = make();
+    if (opens) sockets[0].open();
+    clock.advance(9.99);
+    same(socket.state, "connecting", "state before the connect timeout");
+    clock.advance(0.02);
+    same(sockets[0].closedWith, [4000, "connect timeout"], "close");
+    same(events.slice(-2), ["close 4000", "reconnecting"], "events");
+  }
+  const { socket, clock, sockets } = make({ connectTimeout: 0.5 });
+  clock.advance(0.49);
+  same(socket.state, "connecting", "state before a connect timeout chosen");
+  clock.advance(0.02);
+  same(socket.state, "reconnecting", "state after it");
+  same(sockets.length, 1, "attempts");
+};
+
+// Once the server has spoken, the connect timeout is over.
+cases.the_connect_timeout_ends_when_the_server_speaks = () => {
+  const { socket, clock, sockets } = make({ connectTimeout: 0.5 });
+  clock.advance(0.4);
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 3));
+  clock.advance(2.5);
+  same(socket.state, "open", "state past the connect timeout");
+  same(ws.sent.length, 3, "pings sent");
+  clock.advance(0.6);
+  same(socket.state, "reconnecting", "state past the heartbeat timeout");
+};
+
+// An error ends the attempt at once (Node's WebSocket fires no close when
+// refused); whatever the socket does after that is not heard.
+cases.an_error_ends_the_attempt_at_once = () => {
+  const { socket, clock, sockets, events } = make();
+  const ws = sockets[0];
+  ws.fail();
+  same(events, ["close 1006", "reconnecting"], "events");
+  same(ws.closedWith, [undefined, undefined], "the failed socket is closed");
+  ws.fail();
+  ws.drop();
+  same(events.length, 2, "events after the socket was left");
+  clock.advance(1);
+  same(sockets.length, 2, "attempts");
+  same(socket.state, "connecting", "state");
+};
+
+// Without a CloseEvent class (Node before 23), close events still carry
+// their code, reason and wasClean.
+cases.close_events_do_without_close_event = () => {
+  const saved = globalThis.CloseEvent;
+  delete globalThis.CloseEvent;
+  try {
+    const { socket, connect } = make();
+    const closes = [];
+    socket.addEventListener("close", (event) => closes.push([event.code, event.reason, event.wasClean]));
+    connect().drop(4321, "gone");
+    same(closes, [[4321, "gone", true]], "close events");
+  } finally {
+    globalThis.CloseEvent = saved;
+  }
 };
 
 // The server's hello sets the timing, unless the page chose its own.
