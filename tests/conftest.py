@@ -1,5 +1,14 @@
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 from twisted.internet.task import Clock
+
+# Where .ci/run installs Node 22 and the ws package (npm ci), for the tests
+# of heartbeat.js in Node.
+NODE = Path(__file__).parent / "node"
+NODE_MODULES = NODE / "node_modules"
 
 
 @pytest.fixture
@@ -30,3 +39,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured figures")
         for name, value in FIGURES.items():
             terminalreporter.write_line(f"{name}: {value}")
+
+
+def _node_unavailable(why):
+    if os.environ.get("CI"):
+        pytest.fail(f"Node tests cannot run: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(params=["global WebSocket", "ws package"])
+def runtime(request):
+    """
+    A Node to run heartbeat.js in: C{(argv, major)}, Node 22 with its own
+    WebSocket (C{major} 22), or the machine's Node with the ws package's
+    (C{major} C{None}).  Skipped where missing, except in CI.
+    """
+    if request.param == "global WebSocket":
+        binary = NODE_MODULES / ".bin" / "node"
+        if not binary.exists():
+            _node_unavailable("no Node 22 in tests/node (npm ci --prefix tests/node)")
+        return [str(binary)], 22
+    binary = shutil.which("node")
+    if binary is None or not (NODE_MODULES / "ws").is_dir():
+        _node_unavailable("no node, or no ws package in tests/node")
+    return [binary], None

@@ -9,38 +9,12 @@ elsewhere these tests are skipped without them, except when C{CI} is set.
 import json
 import os
 import select
-import shutil
 import socket
 import subprocess
 import time
 
-import pytest
-
-from .processes import ROOT
+from .conftest import NODE
 from .webserver import WebServer
-
-NODE = ROOT / "tests" / "node"
-MODULES = NODE / "node_modules"
-
-
-def _unavailable(why):
-    if os.environ.get("CI"):
-        pytest.fail(f"Node tests cannot run: {why}")
-    pytest.skip(why)
-
-
-@pytest.fixture(params=["global WebSocket", "ws package"])
-def runtime(request):
-    """The node binary and how the socket gets its WebSocket."""
-    if request.param == "global WebSocket":
-        binary = MODULES / ".bin" / "node"
-        if not binary.exists():
-            _unavailable("no Node 22 in tests/node (npm ci --prefix tests/node)")
-        return [str(binary)], 22
-    binary = shutil.which("node")
-    if binary is None or not (MODULES / "ws").is_dir():
-        _unavailable("no node, or no ws package in tests/node")
-    return [binary], None
 
 
 class NodeSocket:

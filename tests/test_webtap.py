@@ -186,9 +186,9 @@ def test_web_ports_add_listeners_that_share_the_server():
 def test_readme_commands_parse():
     """The README's twistd commands with web ports are accepted as written."""
     readme = (Path(__file__).parents[1] / "README.rst").read_text()
-    commands = [c for c in re.findall(r"twistd -n heartbeat( [^\n]*)", readme)
+    commands = [c for c in re.findall(r"twistd -n --pidfile= heartbeat( [^\n]*)", readme)
                 if "--status-port" in c or "--websocket-port" in c]
     assert commands
     for command in commands:
         options = parse(*command.split())
-        assert options["port"] == "tcp:1234"
+        assert options["port"] == "tcp:1237"
