@@ -108,7 +108,7 @@ def test_client_target_shorthand():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "Wrong number of arguments"),
+        ([], "no ENDPOINT: give the server's"),
         (["bogus:x:y"], "is not a client endpoint"),
         (["--max-delay", "0", "h:1"], "--max-delay must be greater than 0"),
         (["--initial-delay", "5", "--max-delay", "2", "h:1"], "--max-delay must be at least"),

@@ -154,8 +154,8 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         is (L{WriteCap}).  C{None}: no cap.
     @ivar heartbeatClosing: C{(code, reason)} of the close frame by which
         this side ended the connection (a timeout, a message too big), or
-        C{None}: the real reason, whatever Autobahn makes of the end of the
-        closing handshake.
+        C{None}.  It is why the connection ended, whatever Autobahn makes of
+        the end of the closing handshake (a peer that never answers it).
     """
 
     heartbeatFraming = "websocket"

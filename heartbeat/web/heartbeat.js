@@ -93,7 +93,8 @@ function parseControl(data) {
  * state: "connecting", "open" (the server has answered), "reconnecting"
  * (waiting out the backoff) or "closed" (after close()).  rtt: seconds of
  * the last answered ping, or null.  Events: "open", "close" (a CloseEvent
- * for each lost connection), "message" (a MessageEvent, heartbeats never
+ * for each lost connection; in Node before 23, an Event with its code,
+ * reason and wasClean), "message" (a MessageEvent, heartbeats never
  * included) and "statechange" (detail: {state, previous}).
  *
  * send() throws RangeError for a string holding a newline or a message
