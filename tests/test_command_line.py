@@ -153,7 +153,7 @@ class _Client:
 def test_a_typed_ping_shows_its_round_trip(tmp_path):
     """Typing ping shows the round trip on stderr and nothing on stdout;
     options may follow the endpoint; SIGTERM with stdin still open exits
-    0 without claiming that stdin ended."""
+    0 without claiming that stdin ended or that the connection was lost."""
     server = Server()
     client = _Client(f"127.0.0.1:{server.port}", "--interval", "5", "--timeout", "15")
     try:
@@ -173,6 +173,8 @@ def test_a_typed_ping_shows_its_round_trip(tmp_path):
         server.stop()
     assert (status, stdout) == (0, "")
     assert "stdin" not in stderr and "Traceback" not in stderr
+    assert "connection closed: the client stopped\n" in stderr
+    assert "connection lost" not in stderr
 
 
 def test_the_end_of_stdin_is_said_when_it_ends():

@@ -239,6 +239,10 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
             if serverError == UNAUTHORIZED:
                 self._giveUp(Failure(ServerRefused(serverError)))
                 return
+        elif self._stoppedCleanly:
+            # Our own close, often cut short by the reactor's shutdown: its
+            # failure is not the reason.
+            self.log.info("connection closed: the client stopped")
         else:
             self.log.info(
                 "connection lost: {reason}", reason=reason.getErrorMessage()
