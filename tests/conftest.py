@@ -1,10 +1,23 @@
 import pytest
 from twisted.internet.task import Clock
 
+from .redisserver import RedisServer, require_redis
+
 
 @pytest.fixture
 def clock():
     return Clock()
+
+
+@pytest.fixture
+def redis():
+    """
+    A fresh, empty redis-server, killed after the test.
+    """
+    require_redis()
+    server = RedisServer()
+    yield server
+    server.close()
 
 
 FIGURES = {}

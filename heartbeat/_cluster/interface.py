@@ -151,6 +151,13 @@ class Cluster:
         """
         return True
 
+    @property
+    def presentCount(self) -> int:
+        """
+        How many of this node's connections are in presence.
+        """
+        return self._present
+
     def attach(self, node: ClusterNode) -> None:
         self.node = node
 
@@ -264,11 +271,19 @@ class Cluster:
 
     def presenceJoined(self, name: str, node: str) -> None:
         if self.node is not None:
-            self.node.presenceJoined(name, node)
+            try:
+                self.node.presenceJoined(name, node)
+            except Exception:
+                self.log.failure("presenceJoined({name!r}, {node!r}) raised",
+                                 name=name, node=node)
 
     def presenceLeft(self, name: str, node: str, reason: str) -> None:
         if self.node is not None:
-            self.node.presenceLeft(name, node, reason)
+            try:
+                self.node.presenceLeft(name, node, reason)
+            except Exception:
+                self.log.failure("presenceLeft({name!r}, {node!r}, {reason!r}) raised",
+                                 name=name, node=node, reason=reason)
 
     # Queries, for the application
 

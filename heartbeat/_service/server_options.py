@@ -13,6 +13,7 @@ from importlib import import_module
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from .cluster_options import ClusterOptions
 from .options import (
     HeartbeatOptions,
     positive_float,
@@ -156,7 +157,7 @@ def _reactor():
     return reactor
 
 
-class ServerOptions(WebOptions, HeartbeatOptions):
+class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -232,8 +233,8 @@ class ServerOptions(WebOptions, HeartbeatOptions):
             "Worker processes sharing the listening socket (tcp, tcp6 or "
             "unix ports), supervised by this one: a dead worker is "
             "restarted.  Each worker has its own connections and "
-            "--max-connections; --broadcast reaches only the connections "
-            "of the same worker.",
+            "--max-connections; without --redis, --broadcast reaches only "
+            "the connections of the same worker.",
         ],
     ]
 
@@ -263,12 +264,12 @@ class ServerOptions(WebOptions, HeartbeatOptions):
             else positive_int(self, "max-write-buffer")
         )
         self["auth-timeout"] = positive_float(self, "auth-timeout")
-        if self["workers"] > 1:
+        if self["workers"] > 1 and self["redis"] is None:
             for name in ("websocket-port", "status-port"):
                 if self[name] is not None:
                     raise usage.UsageError(
-                        f"--{name} needs --workers 1: each worker would "
-                        "listen on it"
+                        f"--{name} with --workers above 1 needs --redis: the "
+                        "workers share their connections through it"
                     )
         self["port"] = description = server_description(self["port"])
         if self["workers"] > 1 and description.split(":")[0] not in _SHAREABLE:

@@ -1,0 +1,215 @@
+"""
+The cluster on a real Redis: three or more nodes as separate processes,
+clients on each, and Redis or a node failing under them.
+"""
+
+import signal
+import time
+
+import pytest
+
+from .clusternodes import (
+    NODE_TIMEOUT,
+    SHORT_HEARTBEAT,
+    TIMEOUT,
+    Node,
+    PresenceWatcher,
+    names,
+    nodes_of,
+    until_gone,
+)
+from .processes import wait_for
+from .redisserver import RedisServer, free_port, require_redis
+
+
+@pytest.fixture
+def cluster(redis):
+    """
+    Three broadcasting nodes on one Redis, and a presence watcher.
+    """
+    nodes = []
+    watcher = PresenceWatcher(redis)
+    try:
+        for n in range(1, 4):
+            nodes.append(Node(redis, f"node{n}", "--broadcast"))
+        yield nodes, watcher
+    finally:
+        watcher.close()
+        for node in nodes:
+            node.stop()
+        for node in nodes:
+            assert "Traceback" not in node.log(), node.log()
+
+
+def test_a_broadcast_reaches_every_connection_once_in_order(cluster):
+    """Lines sent on one node reach every other connection of the cluster,
+    on every node, each exactly once and in the order they were sent."""
+    nodes, _ = cluster
+    sender = nodes[0].peer("sender")
+    receivers = [node.peer(f"r{i}{j}") for i, node in enumerate(nodes) for j in (1, 2)]
+    lines = [b"line %d" % n for n in range(200)]
+    sender.send(b"".join(line + b"\n" for line in lines))
+    for receiver in receivers:
+        assert [receiver.readline() for _ in lines] == lines
+    for peer in receivers + [sender]:
+        peer.closed_within(0.3)
+        assert _applicationLines(peer) == []
+
+
+def _applicationLines(peer):
+    """What C{peer} has received beside the server's pings."""
+    return [line for line in peer._buffer.split(b"\n")
+            if line and not line.startswith(b"ping ")]
+
+
+def test_presence_follows_joins_closes_and_timeouts(cluster, redis):
+    """Who is connected where is in presence across nodes; a close and a
+    heartbeat timeout each take a connection out, with its reason."""
+    nodes, watcher = cluster
+    nodes.append(Node(redis, "node4", *SHORT_HEARTBEAT))
+    phone = nodes[1].peer("bob")
+    laptop = nodes[2].peer("bob")
+    alice = nodes[3].peer("alice")
+    assert set(names(redis)) >= {"alice", "bob"}
+    assert nodes_of(redis, "bob") == ["node2", "node3"]
+    watcher.wait(lambda events: {("J", "node4", None, "alice"), ("J", "node2", None, "bob"),
+                                 ("J", "node3", None, "bob")} <= set(events))
+    phone.close()
+    watcher.wait(lambda events: ("L", "node2", "c", "bob") in events, what="bob's close")
+    assert nodes_of(redis, "bob") == ["node3"]
+    # Alice stops answering: her heartbeat times out.
+    started = time.monotonic()
+    watcher.wait(lambda events: ("L", "node4", "t", "alice") in events,
+                 what="alice's timeout")
+    assert time.monotonic() - started < TIMEOUT + 1.0
+    assert "alice" not in names(redis)
+    laptop.close()
+    alice.close()
+
+
+def test_a_killed_node_leaves_presence_within_its_timeout(cluster, redis, figure):
+    """SIGKILL a node: its connections leave presence within the node
+    timeout plus a second, each with one leave (node died), heard once."""
+    nodes, watcher = cluster
+    victim = nodes[1]
+    peers = [victim.peer(f"v{n}") for n in range(3)]
+    survivor = nodes[2].peer("s1")
+    watcher.wait(lambda events: len([e for e in events if e[0] == "J"]) >= 4)
+    killed = time.monotonic()
+    victim.kill()
+    elapsed = until_gone(redis, ["v0", "v1", "v2"], timeout=NODE_TIMEOUT + 3)
+    figure("node SIGKILL: its connections out of presence after (timeout 1 s)", elapsed, "s")
+    assert elapsed < NODE_TIMEOUT + 1.0
+    watcher.wait(lambda events: len([e for e in events if e[0] == "L"]) >= 3)
+    time.sleep(0.5)
+    assert sorted(watcher.leaves()) == [("L", "node2", "d", f"v{n}") for n in range(3)]
+    assert "s1" in names(redis)
+    assert sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1")) == ["node1", "node3"]
+    assert time.monotonic() - killed >= NODE_TIMEOUT * 0.9
+    for peer in peers + [survivor]:
+        peer.close()
+
+
+def test_a_stopped_node_is_taken_for_dead_then_comes_back(cluster, redis):
+    """SIGSTOP a node past its timeout: its connections leave (node died);
+    SIGCONT: it registers again and they are back, joins and all."""
+    nodes, watcher = cluster
+    frozen = nodes[2]
+    peer = frozen.peer("sleepy")
+    frozen.signal(signal.SIGSTOP)
+    try:
+        until_gone(redis, ["sleepy"], timeout=NODE_TIMEOUT + 3)
+        watcher.wait(lambda events: ("L", "node3", "d", "sleepy") in events)
+    finally:
+        frozen.signal(signal.SIGCONT)
+    # The peer answers no pings, but its timeout is not over yet.
+    wait_for(lambda: "sleepy" in names(redis), timeout=5, what="sleepy back")
+    watcher.wait(lambda events: events.count(("J", "node3", None, "sleepy")) == 2)
+    frozen.waitRegistered(times=2)
+    peer.close()
+
+
+def test_a_node_stopped_with_sigterm_leaves_at_once(cluster, redis):
+    """SIGTERM: the node's connections leave presence at once, as closed,
+    not a node timeout later."""
+    nodes, watcher = cluster
+    nodes[0].peer("leaving")
+    started = time.monotonic()
+    nodes[0].signal(signal.SIGTERM)
+    elapsed = until_gone(redis, ["leaving"], timeout=5)
+    assert elapsed < NODE_TIMEOUT / 2
+    watcher.wait(lambda events: ("L", "node1", "c", "leaving") in events)
+    assert "node1" not in redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1")
+    assert time.monotonic() - started < 5
+
+
+def test_redis_hung_then_back(cluster, redis):
+    """Redis SIGSTOPped: every node keeps serving its own connections
+    (pings, broadcasts within the node) and says that a cross-node line
+    failed; once Redis is back, presence is whole and lines cross again."""
+    nodes, watcher = cluster
+    a1, a2 = nodes[0].peer("a1"), nodes[0].peer("a2")
+    b1 = nodes[1].peer("b1")
+    redis.pause()
+    try:
+        time.sleep(1.5)
+        a1.send(b"ping alive\n")
+        assert a1.readline() == b"pong alive"
+        a1.send(b"within the node\n")
+        assert a2.readline() == b"within the node"
+        wait_for(lambda: "cross-node broadcast failed" in nodes[0].log(),
+                 what="the failure's log line")
+        late = nodes[1].peer("late")
+    finally:
+        redis.resume()
+    for node in nodes:
+        node.waitRegistered(times=2)
+    wait_for(lambda: {"a1", "a2", "b1", "late"} <= set(names(redis)),
+             what="presence whole again")
+    a1.send(b"across again\n")
+    assert b1.readline() == b"across again"
+    assert late.readline() == b"across again"
+
+
+def test_redis_restarted_empty(cluster, redis, figure):
+    """Redis killed and started again empty: within one node timeout of its
+    return, every node has registered again with all its connections."""
+    nodes, _ = cluster
+    peers = [node.peer(f"p{n}") for n, node in enumerate(nodes)]
+    redis.restart()
+    back = time.monotonic()
+    wait_for(lambda: {"p0", "p1", "p2"} <= set(names(redis)), timeout=NODE_TIMEOUT + 2,
+             what="presence whole again")
+    elapsed = time.monotonic() - back
+    figure("Redis restarted empty: presence whole again after", elapsed, "s")
+    assert elapsed < NODE_TIMEOUT
+    assert sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1")) == [
+        "node1", "node2", "node3"]
+    peers[0].send(b"after the restart\n")
+    assert peers[2].readline() == b"after the restart"
+
+
+def test_redis_unreachable_at_start():
+    """A node whose Redis is not there yet serves its clients, says so in
+    one line, and joins the cluster once Redis appears."""
+    require_redis()
+    port = free_port()
+    node = redis = None
+    try:
+        node = Node(None, "early", url=f"redis://127.0.0.1:{port}/0", register=False)
+        peer = node.peer()
+        peer.send(b"hello\n")
+        assert peer.readline() == b"hello"
+        wait_for(lambda: "cannot reach Redis" in node.log(), what="the log line")
+        time.sleep(1.0)
+        assert node.log().count("cannot reach Redis") == 1
+        redis = RedisServer()
+        redis.port = port
+        redis.restart()
+        node.waitRegistered()
+        wait_for(lambda: len(names(redis)) == 1, what="the early peer in presence")
+    finally:
+        if node is not None:
+            node.stop()
+        if redis is not None:
+            redis.close()
