@@ -25,6 +25,7 @@ from typing import (
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from .._core.protocol import peer_name
 from .identity import connection_key, default_node_id, new_incarnation, parse_connection_key
 
 # Why a connection left presence.
@@ -240,6 +241,19 @@ class Cluster:
                 return [member]
         return []
 
+    def describe(self, member: Member) -> Dict[str, object]:
+        """
+        What the operator's search shows of one of this node's connections.
+        """
+        return {
+            "node": self.nodeId,
+            "connection": self.keyOf(member),
+            "since": member.heartbeatSince,
+            "rtt": member.heartbeatSmoothedRtt,
+            "transport": member.heartbeatFraming,
+            "peer": peer_name(member),
+        }
+
     def presentMembers(self) -> Iterator[Member]:
         if self.node is not None:
             for member in self.node.clusterMembers():
@@ -316,6 +330,14 @@ class Cluster:
     def nodes(self) -> Deferred:
         """
         Every node of the cluster, as L{NodeInfo}s.
+        """
+        raise NotImplementedError
+
+    def inspect(self, name: str) -> Deferred:
+        """
+        Every connection of C{name} with what its node knows of it (see
+        L{describe}): its round trip, transport and peer.  A node that does
+        not answer in time leaves only what presence knows.
         """
         raise NotImplementedError
 

@@ -57,6 +57,9 @@ class LocalCluster(Cluster):
     def nodes(self) -> Deferred:
         return succeed([NodeInfo(self.nodeId, self._present, 0.0, True)])
 
+    def inspect(self, name: str) -> Deferred:
+        return succeed([self.describe(member) for member in self.localMembers(name)])
+
     def broadcast(
         self, line: bytes, exclude: object = None, isBinary: Optional[bool] = None
     ) -> Deferred:

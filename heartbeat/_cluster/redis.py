@@ -39,6 +39,9 @@ class RedisCluster(Cluster):
     @ivar nodeTimeout: seconds after which the others take this node for
         dead if they have not heard from it.
     @ivar clock: the reactor that drives the link and the heartbeat.
+    @ivar observer: whether this process only looks at the cluster (a
+        supervisor serving its workers' status page): it asks and sends,
+        but is no node, and holds no connections.
     """
 
     log = Logger()
@@ -49,8 +52,10 @@ class RedisCluster(Cluster):
         nodeId: Optional[str] = None,
         nodeTimeout: float = DEFAULT_NODE_TIMEOUT,
         reactor=None,
+        observer: bool = False,
     ) -> None:
         super().__init__(nodeId)
+        self.observer = observer
         if reactor is None:
             from twisted.internet import reactor
         self.clock = reactor
@@ -82,14 +87,16 @@ class RedisCluster(Cluster):
 
     def start(self) -> None:
         self.log.info(
-            "node {node} joining the cluster on Redis at {address} (node "
+            "{what} {node} joining the cluster on Redis at {address} (node "
             "timeout {timeout}s)",
+            what="observer" if self.observer else "node",
             node=self.nodeId,
             address=self.address.display,
             timeout=self.nodeTimeout,
         )
         self.link.start()
-        self.liveness.start()
+        if not self.observer:
+            self.liveness.start()
 
     def stop(self) -> Deferred:
         """
@@ -98,7 +105,7 @@ class RedisCluster(Cluster):
         """
         self._stopped = True
         self.liveness.stop()
-        if self.link.up:
+        if self.link.up and not self.observer:
             d = self.presence.unregister()
             d.addErrback(
                 lambda failure: self.log.warn(
@@ -114,7 +121,8 @@ class RedisCluster(Cluster):
     def _linkUp(self) -> None:
         # Whatever happened while the link was down, Redis may disagree.
         self.presence.dirty = True
-        self.liveness.beat()
+        if not self.observer:
+            self.liveness.beat()
 
     def _linkDown(self) -> None:
         self.presence.dirty = True
@@ -152,6 +160,9 @@ class RedisCluster(Cluster):
             ]
 
         return self.link.script(NODES, [], [self.schema.prefix]).addCallback(infos)
+
+    def inspect(self, name: str) -> Deferred:
+        return self.router.inspect(name, self.link.timeout)
 
     # Routing
 

@@ -14,14 +14,18 @@ after) never gets it.  The sender's own connections get every line at
 once, without Redis.
 
 On the broadcast channel a message is C{FLAG NODE SP LINE}; on a node's
-channel C{S FLAG NAME SP LINE} (a line for a name) or C{D NAME} (close the
-name's connections).  C{FLAG} is how a WebSocket connection gets it:
-C{N} as the bytes allow, C{T} as text, C{B} as binary.
+channel C{S FLAG NAME SP LINE} (a line for a name), C{D NAME} (close the
+name's connections), C{Q NODE SP ID SP NAME} (what do you know of NAME's
+connections? answer to NODE) or C{A NODE SP ID SP JSON} (the answer).
+C{FLAG} is how a WebSocket connection gets it: C{N} as the bytes allow,
+C{T} as text, C{B} as binary.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import json
+from itertools import count
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -52,6 +56,8 @@ class Router:
         self.link = link
         self.schema = schema
         self._node = cluster.nodeId.encode()
+        self._inquiries: Dict[bytes, "_Inquiry"] = {}
+        self._numbers = count(1)
         self._warn = ThrottledWarning(
             self.log,
             "cross-node {what} failed: {why} ({unlogged} more failed since "
@@ -112,6 +118,44 @@ class Router:
 
         return d.addCallbacks(sent, failed)
 
+    def inspect(self, name: str, timeout: float) -> Deferred:
+        cluster = self.cluster
+        known = {row["connection"]: row for row in map(
+            cluster.describe, cluster.localMembers(name))}
+
+        def ask(connections) -> Deferred:
+            others = {c.node for c in connections} - {cluster.nodeId}
+            if not others:
+                return succeed([])
+            number = b"%d" % next(self._numbers)
+            inquiry = self._inquiries[number] = _Inquiry(others)
+            call = cluster.clock.callLater(timeout, inquiry.finish)
+            question = b" ".join([self._node, number, name.encode()])
+            for node in others:
+                self.link.call("publish", self.schema.nodeChannel(node), b"Q" + question)
+
+            def done(answers):
+                del self._inquiries[number]
+                if call.active():
+                    call.cancel()
+                return answers
+
+            return inquiry.deferred.addBoth(done)
+
+        def merged(answers, connections):
+            for row in answers:
+                known.setdefault(row.get("connection"), row)
+            return [
+                known.get(c.connection)
+                or {"node": c.node, "connection": c.connection, "since": c.since}
+                for c in connections
+            ]
+
+        def answered(connections):
+            return ask(connections).addCallback(merged, connections)
+
+        return cluster.connectionsOf(name).addCallback(answered)
+
     # Receiving
 
     def broadcastReceived(self, message: bytes) -> None:
@@ -134,3 +178,42 @@ class Router:
         elif kind == b"D":
             self.cluster.messagesReceived += 1
             self.cluster.disconnectLocally(message[1:].decode("ascii", "replace"))
+        elif kind == b"Q":
+            node, number, name = (message[1:].split(b" ", 2) + [b"", b""])[:3]
+            rows = [self.cluster.describe(member) for member in
+                    self.cluster.localMembers(name.decode("ascii", "replace"))]
+            answer = b" ".join([b"A" + self._node, number, json.dumps(rows).encode()])
+            self.link.call("publish", self.schema.nodeChannel(node.decode()), answer
+                           ).addErrback(lambda failure: None)
+        elif kind == b"A":
+            node, number, rows = (message[1:].split(b" ", 2) + [b"", b""])[:3]
+            inquiry = self._inquiries.get(number)
+            if inquiry is not None:
+                try:
+                    answer = json.loads(rows)
+                except ValueError:
+                    answer = []
+                inquiry.answer(node.decode("ascii", "replace"), answer)
+
+
+class _Inquiry:
+    """
+    A question to the nodes that hold a name: done when each has answered,
+    or when its time is up.
+    """
+
+    def __init__(self, nodes: Set[str]) -> None:
+        self.waiting = set(nodes)
+        self.answers: List[dict] = []
+        self.deferred: Deferred = Deferred()
+
+    def answer(self, node: str, rows: list) -> None:
+        if node in self.waiting:
+            self.waiting.discard(node)
+            self.answers.extend(row for row in rows if isinstance(row, dict))
+            if not self.waiting:
+                self.finish()
+
+    def finish(self) -> None:
+        if not self.deferred.called:
+            self.deferred.callback(self.answers)

@@ -54,7 +54,7 @@ def with_web_services(
     line.setServiceParent(services)
     websocketPort, statusPort = ports
     if websocketPort is not None:
-        site = _websocket_site(options, server)
+        site = websocket_site_for(options, server)
         Listener("websocket-port", websocketPort, site, _reactor()).setServiceParent(
             services
         )
@@ -71,7 +71,10 @@ def with_web_services(
     return services
 
 
-def _websocket_site(options: usage.Options, server: HeartbeatServerFactory):
+def websocket_site_for(options: usage.Options, server: HeartbeatServerFactory):
+    """
+    The WebSocket port's site, serving connections of C{server}.
+    """
     from .._server.websocket import (
         BroadcastWebSocketServerProtocol,
         HeartbeatWebSocketServerFactory,

@@ -272,11 +272,14 @@ class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
                         "workers share their connections through it"
                     )
         self["port"] = description = server_description(self["port"])
-        if self["workers"] > 1 and description.split(":")[0] not in _SHAREABLE:
-            raise usage.UsageError(
-                f"--workers above 1 needs a tcp:, tcp6: or unix: --port, "
-                f"not {description!r}"
-            )
+        if self["workers"] > 1:
+            for name in ("port", "websocket-port"):
+                shared = self[name]
+                if shared is not None and shared.split(":")[0] not in _SHAREABLE:
+                    raise usage.UsageError(
+                        f"--workers above 1 needs a tcp:, tcp6: or unix: --{name}, "
+                        f"not {shared!r}"
+                    )
         try:
             serverFromString(_reactor(), description)
         except Exception as e:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.logger import Logger
 
+from .machine import machine_service
 from .node import node_service
 from .server_options import ServerOptions as Options
-from .supervisor import WorkerPool
 
 log = Logger()
 
@@ -26,5 +26,7 @@ def makeService(options: Options) -> IService:
         mode="broadcast" if options["broadcast"] else "echo",
     )
     if options["workers"] > 1:
-        return WorkerPool(options["port"], options["workers"], options.arguments)
+        from twisted.internet import reactor
+
+        return machine_service(options, reactor)
     return node_service(options)

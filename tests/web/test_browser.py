@@ -196,7 +196,8 @@ def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
 def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts,
                                                  opened):
     """The status page lists the test's line and WebSocket peers with their
-    round trips, and its chart draws; a screenshot is kept."""
+    round trips, its node, and where a connection is; its chart draws; a
+    screenshot is kept."""
     server = twistd("--interval", "0.5", "--timeout", "1.5",
                     ports=("port", "websocket-port", "status-port"))
     peers = []
@@ -213,15 +214,28 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     def rows():
         cells = page.eval_on_selector_all(
             "#connections tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-        if len(cells) == 5 and all(r[5] != "–" for r in cells):
+        if len(cells) == 5 and all(r[7] != "–" for r in cells):
             return cells
 
     table = wait_for(rows, 10, what="five connections with round trips")
     assert sorted(r[1] for r in table) == ["line"] * 3 + ["websocket"] * 2
     line_ports = {"127.0.0.1:%d" % p.sock.getsockname()[1] for p in peers}
     assert {r[2] for r in table if r[1] == "line"} == line_ports
-    assert re.fullmatch(r"\d+\.\d ms", table[0][5])
+    assert re.fullmatch(r"\d+\.\d ms", table[0][7])
     assert page.text_content("#open") == "5"
+    nodes = page.eval_on_selector_all(
+        "#nodes tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert [(n[1], n[2]) for n in nodes] == [("alive", "5")]
+
+    presence = json.load(urlopen(server.url("status-port", "/presence.json"), timeout=5))
+    keys = [entry["name"] for entry in presence["names"]]
+    assert len(keys) == 5
+    page.fill("#name", keys[0])
+    page.click("#search button")
+    page.wait_for_selector("#where:not([hidden])")
+    [found] = page.eval_on_selector_all(
+        "#where tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert found[1] == keys[0] and re.fullmatch(r"\d+\.\d ms", found[5])
 
     def drawn():
         points = page.eval_on_selector_all(
