@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import pytest
 
@@ -49,22 +49,30 @@ class RedisServer:
     @ivar socketUrl: its C{unix://} URL.
     """
 
-    def __init__(self, *arguments: str, password: Optional[str] = None) -> None:
+    def __init__(self, *arguments: str, password: Optional[str] = None,
+                 bind: str = "127.0.0.1", wrapper: Sequence[str] = ()) -> None:
+        """
+        @param bind: the address it listens on.
+        @param wrapper: what runs it (C{ip netns exec NAME}, to start it
+            inside a network namespace).
+        """
         self._dir = tempfile.TemporaryDirectory(prefix="heartbeat-redis-")
         self.directory = Path(self._dir.name)
+        self.bind = bind
+        self.wrapper = list(wrapper)
         self.port = free_port()
         self.socket = str(self.directory / "redis.sock")
         self.password = password
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.url = f"redis://{auth}{bind}:{self.port}/0"
         self.socketUrl = f"unix://{auth}{self.socket}?db=0"
         self.arguments = list(arguments)
         self.process: Optional[subprocess.Popen] = None
         self.start()
 
     def start(self) -> None:
-        argv = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        argv = self.wrapper + [
+            REDIS_SERVER, "--port", str(self.port), "--bind", self.bind,
             "--unixsocket", self.socket, "--unixsocketperm", "777",
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
             *self.arguments,

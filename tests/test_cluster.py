@@ -3,6 +3,7 @@ The cluster on a real Redis: three or more nodes as separate processes,
 clients on each, and Redis or a node failing under them.
 """
 
+import json
 import signal
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from .clusternodes import (
     NODE_TIMEOUT,
+    SHORT,
     SHORT_HEARTBEAT,
     TIMEOUT,
     Node,
@@ -18,7 +20,7 @@ from .clusternodes import (
     nodes_of,
     until_gone,
 )
-from .processes import wait_for
+from .processes import Peer, wait_for
 from .redisserver import RedisServer, free_port, require_redis
 
 
@@ -213,3 +215,54 @@ def test_redis_unreachable_at_start():
             node.stop()
         if redis is not None:
             redis.close()
+
+
+def test_workers_are_nodes_that_share_broadcasts_and_one_status_port(redis):
+    """--workers 2 --redis: each worker is a node (ID/1, ID/2), a broadcast
+    reaches the connections of both, and the supervisor's status port
+    shows both workers' connections and nodes."""
+    from urllib.request import urlopen
+
+    from .webserver import WebServer
+
+    server = WebServer("--redis", redis.url, "--node-id", "box", "--workers", "2",
+                       "--broadcast", *SHORT, ports=("port", "status-port"))
+    try:
+        wait_for(lambda: sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1"))
+                 == ["box/1", "box/2"], what="both workers registered")
+        peers = []
+        for n in range(12):
+            peer = Peer(server.ports["port"])
+            peer.send(b"heartbeat/1 name=w%d\n" % n)
+            assert peer.readline().startswith(b"heartbeat/1 ")
+            peers.append(peer)
+        wait_for(lambda: len(names(redis)) == 12, what="all in presence")
+        spread = {node for n in range(12) for node in nodes_of(redis, f"w{n}")}
+        assert spread == {"box/1", "box/2"}
+        peers[0].send(b"to all workers\n")
+        for peer in peers[1:]:
+            assert peer.readline() == b"to all workers"
+
+        def status(path):
+            return json.load(urlopen(server.url("status-port", path), timeout=5))
+
+        wait_for(lambda: status("/status.json")["totals"]["open"] == 12,
+                 what="both workers' reports")
+        snapshot = status("/status.json")
+        assert sorted(n["node"] for n in snapshot["local_nodes"]) == ["box/1", "box/2"]
+        assert len(snapshot["connections"]) == 12
+        presence = status("/presence.json")
+        assert sorted((n["node"], n["alive"]) for n in presence["nodes"]) == [
+            ("box/1", True), ("box/2", True)]
+        assert sum(n["connections"] for n in presence["nodes"]) == 12
+        where = status("/presence.json?name=w3")
+        assert where["online"] and where["connections"][0]["transport"] == "line"
+        metrics = urlopen(server.url("status-port", "/metrics"), timeout=5).read().decode()
+        assert 'heartbeat_connections_open{transport="line"} 12.0' in metrics
+        assert 'heartbeat_cluster_up{node="box/1"} 1.0' in metrics
+        assert 'heartbeat_cluster_messages_sent_total{node="box/' in metrics
+        for peer in peers:
+            peer.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()

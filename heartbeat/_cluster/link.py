@@ -19,10 +19,10 @@ for Redis, and nothing queues.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import txredisapi
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -70,7 +70,8 @@ class RedisLink:
         self._subscriber: Optional[_Subscriber] = None
         self._subscribed = False
         self._up = False
-        self._factories: list = []
+        self._slots: List[_Slot] = []
+        self._failures = 0
         self._downSince: Optional[float] = None
         self._lastReason = "not connected yet"
         self._downCall = None
@@ -86,26 +87,21 @@ class RedisLink:
         """
         self._downSince = self._reactor.seconds()
         self._scheduleDownLog(self.timeout)
-        self._factories = [
-            _Factory(self, txredisapi.RedisProtocol, self.address.db),
-            _Factory(self, _Subscriber, None),
+        self._slots = [
+            _Slot(self, _Factory(self, txredisapi.RedisProtocol, self.address.db)),
+            _Slot(self, _Factory(self, _Subscriber, None)),
         ]
-        for factory in self._factories:
-            factory.startConnecting(_Recording(self, self.address.endpoint(
-                self._reactor, self.timeout)))
+        for slot in self._slots:
+            slot.connect()
 
     def stop(self) -> Deferred:
         """
         Close both connections and stop connecting.
         """
-        from twisted.internet.defer import gatherResults
-
         self._stopped = True
         self._cancelDownLog()
         self._up = False
-        return gatherResults(
-            [factory.disconnect() for factory in self._factories], consumeErrors=True
-        ).addErrback(lambda failure: None)
+        return gatherResults([slot.stop() for slot in self._slots], consumeErrors=True)
 
     def call(self, method: str, *args, **kwargs) -> Deferred:
         """
@@ -163,9 +159,13 @@ class RedisLink:
             late = self._reactor.callLater(
                 self.timeout, self._drop, connection, "no answer to SUBSCRIBE"
             )
-            connection.subscribe(self.channels).addBoth(
-                lambda result: late.active() and late.cancel() or result
-            ).addCallbacks(
+
+            def answered(result):
+                if late.active():
+                    late.cancel()
+                return result
+
+            connection.subscribe(self.channels).addBoth(answered).addCallbacks(
                 lambda _: self._subscriptionReady(connection),
                 lambda failure: self._drop(connection, failure.getErrorMessage()),
             )
@@ -182,6 +182,7 @@ class RedisLink:
         if self._up or self._command is None or not self._subscribed:
             return
         self._up = True
+        self._failures = 0
         self._cancelDownLog()
         self.log.info(
             "connected to Redis at {address}", address=self.address.display
@@ -218,23 +219,30 @@ class RedisLink:
         if connection.transport is not None:
             connection.transport.abortConnection()
 
-    def connectFailed(self, failure: Failure) -> None:
-        self._lastReason = failure.getErrorMessage()
+    def connectFailed(self, why: str) -> None:
+        self._lastReason = why
 
     def refused(self, why: str) -> None:
         """
         Redis refused the connection (a wrong password, a database it does
-        not have): said at once, and every minute while it lasts.
+        not have): said at once, then every minute with the rest.
         """
+        if why != self._lastReason:
+            self.log.error(
+                "Redis at {address} refused this node: {why}",
+                address=self.address.display,
+                why=why,
+            )
         self._lastReason = why
-        self.log.error(
-            "Redis at {address} refused this node: {why}",
-            address=self.address.display,
-            why=why,
-        )
 
-    def retryDelay(self, attempt: int) -> float:
-        return backoff_delay(attempt, 0.1, 2.0, self.maxRetryDelay)
+    def retryDelay(self) -> float:
+        """
+        How long a connection waits before its next attempt: the longer,
+        the more attempts since the link was last up, at most
+        L{maxRetryDelay}.
+        """
+        self._failures += 1
+        return backoff_delay(self._failures, 0.05, 2.0, self.maxRetryDelay)
 
     # Saying that it is down, once and then every minute
 
@@ -263,8 +271,9 @@ class RedisLink:
 
 class _Factory(txredisapi.RedisFactory):
     """
-    One connection of the link, reconnected by C{txredisapi}'s pool slot
-    on the link's schedule.
+    Builds one connection of the link; C{txredisapi}'s own pool and its
+    reconnecting service are not used, so that the link decides when to
+    try again and what to log.
     """
 
     def __init__(self, link: RedisLink, protocol: type, db: Optional[int]) -> None:
@@ -284,16 +293,10 @@ class _Factory(txredisapi.RedisFactory):
         self.link = link
 
     def addConnection(self, conn) -> None:
+        # Ready: authenticated, on its database.
         super().addConnection(conn)
         if conn in self.pool:
             self.link.connectionReady(self, conn)
-
-    def delConnection(self, conn) -> None:
-        super().delConnection(conn)
-        self.link.connectionLost(conn)
-
-    def retryDelay(self, attempt: int) -> float:
-        return self.link.retryDelay(attempt)
 
     def connectionError(self, why: str) -> None:
         super().connectionError(why)
@@ -305,19 +308,52 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         self.factory.link.onMessage(channel, message)
 
 
-class _Recording:
+class _Slot:
     """
-    The endpoint, telling the link why each attempt failed (for its log
-    line).
+    One connection of the link: connected, and connected again after each
+    loss, on the link's schedule.
     """
 
-    def __init__(self, link: RedisLink, endpoint) -> None:
-        self._link = link
-        self._endpoint = endpoint
+    def __init__(self, link: RedisLink, factory: _Factory) -> None:
+        self.link = link
+        self.factory = factory
+        self.endpoint = link.address.endpoint(link._reactor, link.timeout)
+        self.protocol = None
+        self._retry = None
+        self._attempt: Optional[Deferred] = None
 
-    def connect(self, factory) -> Deferred:
-        return self._endpoint.connect(factory).addErrback(self._failed)
+    def connect(self) -> None:
+        self._retry = None
+        self._attempt = self.endpoint.connect(self.factory)
+        self._attempt.addCallbacks(self._connected, self._failed)
 
-    def _failed(self, failure: Failure) -> Failure:
-        self._link.connectFailed(failure)
-        return failure
+    def _connected(self, protocol) -> None:
+        self._attempt = None
+        self.protocol = protocol
+        protocol.whenDisconnected().addCallback(self._lost)
+
+    def _failed(self, failure: Failure) -> None:
+        self._attempt = None
+        self.link.connectFailed(failure.getErrorMessage())
+        self._again()
+
+    def _lost(self, protocol) -> None:
+        self.protocol = None
+        self.link.connectionLost(protocol)
+        self._again()
+
+    def _again(self) -> None:
+        if not self.link._stopped:
+            self._retry = self.link._reactor.callLater(self.link.retryDelay(), self.connect)
+
+    def stop(self) -> Deferred:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if self._attempt is not None:
+            self._attempt.cancel()
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            return succeed(None)
+        gone = protocol.whenDisconnected()
+        protocol.transport.loseConnection()
+        return gone

@@ -16,12 +16,12 @@ the node registers again with what it has.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from .address import RedisAddress
+from .address import RedisAddress, parse_redis_url
 from .interface import Cluster, Member, NodeInfo
 from .link import RedisLink
 from .liveness import NodeLiveness
@@ -34,7 +34,9 @@ DEFAULT_NODE_TIMEOUT = 5.0
 
 class RedisCluster(Cluster):
     """
-    This node's part in a cluster on Redis.
+    This node's part in a cluster on Redis.  Give it to the server's
+    factory (C{HeartbeatServerFactory(cluster=...)}), call L{start} once
+    the reactor runs and L{stop} (a L{Deferred}) before it stops.
 
     @ivar nodeTimeout: seconds after which the others take this node for
         dead if they have not heard from it.
@@ -48,13 +50,15 @@ class RedisCluster(Cluster):
 
     def __init__(
         self,
-        address: RedisAddress,
+        address: Union[RedisAddress, str],
         nodeId: Optional[str] = None,
         nodeTimeout: float = DEFAULT_NODE_TIMEOUT,
         reactor=None,
         observer: bool = False,
     ) -> None:
         super().__init__(nodeId)
+        if isinstance(address, str):
+            address = parse_redis_url(address)
         self.observer = observer
         if reactor is None:
             from twisted.internet import reactor
