@@ -5,6 +5,7 @@ clients on each, and Redis or a node failing under them.
 
 import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from .clusternodes import (
     nodes_of,
     until_gone,
 )
-from .processes import Peer, wait_for
+from .processes import CLIENT, LoggedProcess, Peer, wait_for
 from .redisserver import RedisServer, free_port, require_redis
 
 
@@ -266,3 +267,25 @@ def test_workers_are_nodes_that_share_broadcasts_and_one_status_port(redis):
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()
+
+
+def test_the_client_command_names_itself(cluster, redis):
+    """heartbeat-client --name NAME is present under that name on the node
+    it reached, and leaves when it exits."""
+    nodes, watcher = cluster
+    client = LoggedProcess(CLIENT + ["--name", "cli-user", f"127.0.0.1:{nodes[1].port}"],
+                           stdin=subprocess.PIPE)
+    try:
+        wait_for(lambda: nodes_of(redis, "cli-user") == ["node2"], what="the client present")
+    finally:
+        client.stop()
+    watcher.wait(lambda events: ("L", "node2", "c", "cli-user") in events)
+
+
+def test_a_bad_client_name_is_refused_in_one_line():
+    """A name the server could never grant is refused before connecting."""
+    result = subprocess.run(CLIENT + ["--name", "a#b", "127.0.0.1:1"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--name must be 1 to 256 printable ASCII characters" in result.stderr
+    assert "Traceback" not in result.stderr
