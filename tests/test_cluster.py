@@ -289,3 +289,51 @@ def test_a_bad_client_name_is_refused_in_one_line():
     assert result.returncode == 2
     assert "--name must be 1 to 256 printable ASCII characters" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_password_is_sent_and_a_wrong_one_said_once():
+    """A Redis that requires a password: the right one joins the cluster;
+    a wrong one is said in one error line, and the node serves its own
+    connections all the same."""
+    require_redis()
+    redis = RedisServer(password="s3cret")
+    nodes = []
+    try:
+        nodes.append(Node(redis, "right"))
+        wrong = redis.url.replace(":s3cret@", ":wrong@")
+        nodes.append(Node(redis, "badpass", url=wrong, register=False))
+        peer = nodes[1].peer()
+        peer.send(b"still served\n")
+        assert peer.readline() == b"still served"
+        wait_for(lambda: "refused this node" in nodes[1].log(), what="the refusal")
+        time.sleep(1.5)
+        assert nodes[1].log().count("refused this node") == 1
+        assert "s3cret" not in nodes[1].log() and ":wrong@" not in nodes[1].log()
+        assert redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1") == ["right"]
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.close()
+
+
+def test_a_node_reaches_redis_over_tls(tmp_path):
+    """rediss:// with ?ca= checks Redis's certificate against that CA and
+    joins the cluster over TLS."""
+    from .certificates import make_certificate
+
+    require_redis()
+    key, certificate, _ = make_certificate(tmp_path)
+    port = free_port()
+    redis = RedisServer("--port", "0", "--tls-port", str(port), "--tls-cert-file",
+                        str(certificate), "--tls-key-file", str(key),
+                        "--tls-auth-clients", "no")
+    node = None
+    try:
+        node = Node(redis, "secure", url=f"rediss://127.0.0.1:{port}/0?ca={certificate}")
+        peer = node.peer("tls-user")
+        wait_for(lambda: "tls-user" in names(redis), what="presence over TLS")
+        peer.close()
+    finally:
+        if node is not None:
+            node.stop()
+        redis.close()
