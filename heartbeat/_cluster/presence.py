@@ -1,8 +1,14 @@
 """
-This node's presence in Redis: one script per join and per leave, and,
-whenever Redis may have drifted from the node's own truth (a write that
-failed, a link that was down, a Redis restarted empty, a node removed
-while it was cut off), one script that makes Redis agree with it again.
+This node's presence in Redis: one script for the joins and leaves of a
+reactor turn (at most L{MAX_BATCH} of them), and, whenever Redis may have
+drifted from the node's own truth (a write that failed, a link that was
+down, a Redis restarted empty, a node removed while it was cut off), one
+script that makes Redis agree with it again.
+
+Joins and leaves are gathered until the end of the reactor turn, not
+sent one by one: a crowd admitted in one read, or whose handshake wait
+ends on one tick, is one command rather than thousands, each with its
+reply to wait for.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from twisted.python.failure import Failure
 
 from .identity import parse_connection_key
 from .interface import Member, PresentConnection
-from .scripts import JOIN, LEAVE, REASON_CODES, REGISTER, UNREGISTER, Schema
+from .scripts import CHANGES, REASON_CODES, REGISTER, UNREGISTER, Schema
 from .throttle import ThrottledWarning
 
 if TYPE_CHECKING:
@@ -25,6 +31,9 @@ if TYPE_CHECKING:
 # Leaves remembered, with their reasons, while Redis cannot be told; past
 # this many, the rest are told as "closed" when Redis is back.
 MAX_UNSYNCED = 100_000
+
+# Joins and leaves sent in one script, at most.
+MAX_BATCH = 1000
 
 
 class RedisPresence:
@@ -45,6 +54,8 @@ class RedisPresence:
         self.dirty = True
         self._generation = 0
         self._unsynced: Dict[str, str] = {}
+        self._changes: List[List[str]] = []
+        self._flush = None
         self._warn = ThrottledWarning(
             self.log,
             "presence write failed: {why}; this node re-registers at its next "
@@ -52,18 +63,13 @@ class RedisPresence:
             cluster.clock,
         )
 
-    def _nodeKeys(self, name: str) -> List[str]:
-        schema, node = self.schema, self.cluster.nodeId
-        return [schema.node(node), schema.conns(node), schema.name(name), schema.names]
-
     def join(self, member: Member) -> None:
         if not self.link.up:
             self.dirty = True
             return
         cluster = self.cluster
-        name = cluster.nameOf(member)
-        key = cluster.keyOf(member)
-        self._write(JOIN, name, [key, name, repr(member.heartbeatSince)])
+        self._queue(["J", cluster.keyOf(member), cluster.nameOf(member),
+                     repr(member.heartbeatSince)])
 
     def leave(self, member: Member, reason: str) -> None:
         cluster = self.cluster
@@ -72,16 +78,30 @@ class RedisPresence:
         if not self.link.up:
             self._remember(key, code)
             return
-        self._write(LEAVE, cluster.nameOf(member), [key, cluster.nameOf(member), code],
-                    unsynced=(key, code))
+        self._queue(["L", key, cluster.nameOf(member), code])
 
-    def _write(self, script: str, name: str, args: list, unsynced=None) -> None:
+    def _queue(self, change: List[str]) -> None:
+        self._changes.append(change)
+        if self._flush is None:
+            self._flush = self.cluster.clock.callLater(0, self._send)
+
+    def _send(self) -> None:
+        self._flush = None
+        changes, self._changes = self._changes, []
+        if self.cluster.stopped:
+            return
+        for start in range(0, len(changes), MAX_BATCH):
+            self._write(changes[start:start + MAX_BATCH])
+
+    def _write(self, changes: List[List[str]]) -> None:
         cluster = self.cluster
         generation = self._generation
+        unsynced = [(key, code) for kind, key, _, code in changes if kind == "L"]
         d = self.link.script(
-            script,
-            self._nodeKeys(name),
-            [cluster.nodeId, cluster.incarnation, *args, self.schema.presenceChannel],
+            CHANGES,
+            [],
+            [self.schema.prefix, cluster.nodeId, cluster.incarnation,
+             self.schema.presenceChannel, *(field for change in changes for field in change)],
         )
 
         def done(registered):
@@ -97,8 +117,8 @@ class RedisPresence:
         d.addCallbacks(done, failed)
 
     def _outOfStep(self, generation: int, unsynced) -> None:
-        if unsynced is not None:
-            self._remember(*unsynced)
+        for key, code in unsynced:
+            self._remember(key, code)
         # A resync sent since this write took its snapshot after it.
         if generation == self._generation:
             self.dirty = True
@@ -119,6 +139,12 @@ class RedisPresence:
             this caused.
         """
         cluster = self.cluster
+        # What waits to be sent is in the snapshot below, or gone from it
+        # (with its reason kept).
+        for kind, key, _, code in self._changes:
+            if kind == "L":
+                self._remember(key, code)
+        self._changes = []
         self._generation += 1
         self.dirty = False
         unsynced, self._unsynced = self._unsynced, {}

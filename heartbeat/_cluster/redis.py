@@ -41,6 +41,7 @@ class RedisCluster(Cluster):
     @ivar nodeTimeout: seconds after which the others take this node for
         dead if they have not heard from it.
     @ivar clock: the reactor that drives the link and the heartbeat.
+    @ivar stopped: whether the node has left the cluster (it is stopping).
     @ivar observer: whether this process only looks at the cluster (a
         supervisor serving its workers' status page): it asks and sends,
         but is no node, and holds no connections.
@@ -83,7 +84,7 @@ class RedisCluster(Cluster):
         self.presence = RedisPresence(self, self.link, schema)
         self.liveness = NodeLiveness(self, nodeTimeout)
         self.router = Router(self, self.link, schema)
-        self._stopped = False
+        self.stopped = False
 
     @property
     def up(self) -> bool:
@@ -107,7 +108,7 @@ class RedisCluster(Cluster):
         Leave the cluster at once: this node's connections leave presence
         as closed (when Redis can be told), and the link closes.
         """
-        self._stopped = True
+        self.stopped = True
         self.liveness.stop()
         if self.link.up and not self.observer:
             d = self.presence.unregister()
@@ -135,12 +136,12 @@ class RedisCluster(Cluster):
 
     def join(self, member: Member) -> None:
         super().join(member)
-        if not self._stopped:
+        if not self.stopped:
             self.presence.join(member)
 
     def leave(self, member: Member, reason: str) -> None:
         super().leave(member, reason)
-        if not self._stopped:
+        if not self.stopped:
             self.presence.leave(member, reason)
 
     def isOnline(self, name: str) -> Deferred:

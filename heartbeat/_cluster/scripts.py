@@ -17,9 +17,10 @@ Channels (Redis's channels are not per database, so they carry it)::
     heartbeat:DB:all         broadcast lines
     heartbeat:DB:node:ID     lines for one node's connections
 
-Every join and leave is one script, and so is each node heartbeat; a
-node's records exist only while its node record does, which every write
-checks, so that a node removed while it was cut off cannot leave records
+The joins and leaves of one reactor turn are one script (so a crowd
+arriving at once costs a few commands, not one each), and so is each node
+heartbeat; a node's records exist only while its node record does, which
+every write checks, so that a node removed while it was cut off cannot leave records
 behind that nobody would ever remove.  The scripts reach keys they build
 from the prefix: this needs a single Redis (with replicas, or Valkey),
 not Redis Cluster.
@@ -122,26 +123,29 @@ local function publish(channel, events)
 end
 """
 
-# KEYS: node, conns, name, names.  ARGV: node, incarnation, key, name,
-# since, presence channel.  Returns 0 when the node is not registered.
-JOIN = """
-if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
-redis.call('ZADD', KEYS[4], 0, ARGV[4])
-redis.call('PUBLISH', ARGV[6], 'J ' .. ARGV[1] .. ' ' .. ARGV[4])
-return 1
-"""
-
-# KEYS: node, conns, name, names.  ARGV: node, incarnation, key, name,
-# reason code, presence channel.  Returns 0 when the node is not
-# registered.
-LEAVE = """
-if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[2] then return 0 end
-if redis.call('HDEL', KEYS[2], ARGV[3]) == 0 then return 1 end
-redis.call('HDEL', KEYS[3], ARGV[3])
-if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[4], ARGV[4]) end
-redis.call('PUBLISH', ARGV[6], 'L ' .. ARGV[1] .. ' ' .. ARGV[5] .. ' ' .. ARGV[4])
+# ARGV: prefix, node, incarnation, presence channel, then changes of four
+# fields each, applied in order: J, key, name, since (a join) or L, key,
+# name, reason code (a leave).  One message publishes their events.
+# Returns 0 when the node is not registered (nothing is changed).
+CHANGES = _LIBRARY + """
+local prefix, node = ARGV[1], ARGV[2]
+if redis.call('HGET', prefix .. 'node:' .. node, 'incarnation') ~= ARGV[3] then
+  return 0
+end
+local conns = prefix .. 'conns:' .. node
+local events = {}
+for i = 5, #ARGV - 3, 4 do
+  local key, name = ARGV[i + 1], ARGV[i + 2]
+  if ARGV[i] == 'J' then
+    redis.call('HSET', conns, key, name)
+    redis.call('HSET', prefix .. 'name:' .. name, key, ARGV[i + 3])
+    redis.call('ZADD', prefix .. 'names', 0, name)
+    events[#events + 1] = 'J ' .. node .. ' ' .. name
+  elseif redis.call('HDEL', conns, key) == 1 then
+    drop(prefix, node, key, name, ARGV[i + 3], events)
+  end
+end
+publish(ARGV[4], events)
 return 1
 """
 
