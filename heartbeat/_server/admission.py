@@ -197,7 +197,7 @@ class CountedByServer:
             f"{type(self).__name__} must implement heartbeatDisconnect"
         )
 
-    def heartbeatClosing(self, reason: str = CLOSED) -> None:
+    def heartbeatEndPresence(self, reason: str = CLOSED) -> None:
         """
         The connection is on its way out (an error, a timeout, its end): it
         leaves presence now, for C{reason}, and hears nothing more.
@@ -226,7 +226,7 @@ class CountedByServer:
         @param why: how it ended, for the log.
         """
         self._heartbeatCancelAuth()
-        self.heartbeatClosing()
+        self.heartbeatEndPresence()
         if self._heartbeatJoined:
             self._heartbeatJoined = False
             self.heartbeatServer.unregisterConnection(self)
@@ -285,5 +285,5 @@ class CountedByServer:
 
     def heartbeatTimedOut(self, silence: float) -> None:
         self.heartbeatServer.timeouts += 1
-        self.heartbeatClosing(TIMEOUT)
+        self.heartbeatEndPresence(TIMEOUT)
         super().heartbeatTimedOut(silence)  # type: ignore[misc]

@@ -115,7 +115,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         self.closeWithError(DISCONNECTED)
 
     def closeWithError(self, reason: bytes, quiet: bool = False) -> None:
-        self.heartbeatClosing()
+        self.heartbeatEndPresence()
         super().closeWithError(reason, quiet)
 
     def pingReceived(self, token: Optional[bytes]) -> None:

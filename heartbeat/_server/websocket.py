@@ -136,7 +136,7 @@ class HeartbeatWebSocketServerProtocol(
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
 
     def _heartbeatClose(self, code: int, reason: str) -> None:
-        self.heartbeatClosing()
+        self.heartbeatEndPresence()
         super()._heartbeatClose(code, reason)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
