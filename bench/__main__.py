@@ -9,9 +9,9 @@ import sys
 import tempfile
 import time
 
-from . import scenarios
+from . import cluster, scenarios
 
-SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers"]
+SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers", "cluster"]
 
 
 def main(argv=None) -> None:
@@ -82,6 +82,15 @@ def main(argv=None) -> None:
             args.workers, 1000 if quick else 15000,
             2.0 if quick else 30.0, logdir,
         ) + "\n")
+    if "cluster" in chosen:
+        size = (args.sizes or [2000 if quick else 15000])[0]
+        out.write(cluster.hold(
+            size, args.hold_seconds or (3.0 if quick else 30.0),
+            args.rounds or (1 if quick else 3), logdir,
+        ) + "\n")
+        out.write(cluster.latency(200 if quick else 2000, 200.0, logdir) + "\n")
+        out.write(cluster.convergence(size, logdir) + "\n")
+        out.write(cluster.storm(1000 if quick else 5000, logdir) + "\n")
     out.write(f"finished in {time.monotonic() - started:.0f} s\n")
 
 

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
+from .redisserver import RedisServer, require_redis
+
 # Where .ci/run installs Node 22 and the ws package (npm ci), for the tests
 # of heartbeat.js in Node.
 NODE = Path(__file__).parent / "node"
@@ -14,6 +16,17 @@ NODE_MODULES = NODE / "node_modules"
 @pytest.fixture
 def clock():
     return Clock()
+
+
+@pytest.fixture
+def redis():
+    """
+    A fresh, empty redis-server, killed after the test.
+    """
+    require_redis()
+    server = RedisServer()
+    yield server
+    server.close()
 
 
 FIGURES = {}

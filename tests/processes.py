@@ -26,6 +26,15 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 CLIENT = [sys.executable, "-m", "heartbeat._service.client_main"]
 
 
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):
     """
     Poll C{predicate} until it returns something true, or fail.

@@ -254,7 +254,8 @@ def test_refused_connection_lingers_briefly_then_goes(clock):
     clock.advance(protocol.errorLinger + 0.01)
     assert transport.disconnected
     lose(protocol)
-    assert len(clock.getDelayedCalls()) == 1  # the first connection's timer
+    # The first connection's heartbeat, and its wait for a handshake.
+    assert len(clock.getDelayedCalls()) == 2
 
 
 # Kernel keepalive

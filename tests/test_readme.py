@@ -23,12 +23,12 @@ import pytest
 
 from .certificates import make_certificate
 from .conftest import NODE_MODULES
-from .processes import ENV, ROOT, wait_for
+from .processes import ENV, ROOT, LoggedProcess, Peer, free_port, wait_for
 
 README = (ROOT / "README.rst").read_text()
 BIN = Path(sys.executable).parent
 # Every port the README's examples listen on or talk to.
-README_PORTS = (1234, 1235, 1236, 1237, 1238, 8080, 8081)
+README_PORTS = (1234, 1235, 1236, 1237, 1238, 1239, 8080, 8081)
 
 
 def python_blocks():
@@ -49,12 +49,6 @@ def literal_block(first_line):
 
 def commands():
     return re.findall(r"::\n\n    (python3 -m venv .*)\n", README)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +171,14 @@ def test_the_servers_run_side_by_side_from_one_clone(servers, clone, ports):
         assert urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).status == 200
 
 
+def client_commands():
+    return re.findall(r"``(\.venv/bin/heartbeat-client [^`]+)``", README)
+
+
 def test_the_client_command_echoes_and_shows_a_ping(servers, clone, ports):
     """The README's client command: hello comes back; ping shows its round
     trip."""
-    [command] = re.findall(r"``(\.venv/bin/heartbeat-client [^`]+)``", README)
+    command = client_commands()[0]
     client = Program(shlex.split(localized(command, ports)), clone, stdin=True)
     try:
         client.type("hello")
@@ -294,3 +292,70 @@ def test_the_tls_commands_talk(clone, ports, tmp_path):
         if client is not None:
             client.stop()
         server.stop()
+
+
+def test_the_chat_example_names_tells_and_routes(clone, ports):
+    """The cluster's chat example, run as it is: a join and a leave are told
+    to the node's connections, and "@name text" reaches that name only."""
+    program = python_program(localized(python_blocks()[3], ports), clone, "chat_server.py")
+    try:
+        listening(ports[1239], program)
+        peers = {}
+        for name in ("alice", "bob", "carol"):
+            peers[name] = peer = Peer(ports[1239])
+            peer.send(b"heartbeat/1 name=%s\n" % name.encode())
+            assert peer.readline().startswith(b"heartbeat/1 ")
+        assert peers["alice"].readline() == b"alice is here"
+        peers["bob"].send(b"@alice hi there\n")
+        assert peers["alice"].readline() == b"bob is here"
+        assert peers["alice"].readline() == b"carol is here"
+        assert peers["alice"].readline() == b"hi there"
+        peers["alice"].sock.close()
+        assert peers["carol"].readline() == b"carol is here"
+        assert peers["carol"].readline() == b"alice left (closed)"
+    finally:
+        program.stop()
+
+
+def cluster_commands():
+    block = re.search(r"two-node cluster, from a clone, in three terminals::\n\n((?:    .*\n)+)",
+                      README).group(1)
+    return [line.strip() for line in block.splitlines()]
+
+
+def test_the_cluster_commands_start_two_nodes_that_share_lines(redis, tmp_path):
+    """The Cluster section's commands, on free ports and the test's own
+    Redis, make two nodes; its two client commands are both present, and
+    what one types, the other prints."""
+    started = []
+    try:
+        ports = {}
+        for line in cluster_commands()[1:]:
+            argv = shlex.split(line.split(" && ")[-1])
+            assert argv[0] == ".venv/bin/twistd" and "--broadcast" in argv
+            port = free_port()
+            ports[argv[argv.index("--port") + 1]] = port
+            argv[argv.index("--port") + 1] = f"tcp:{port}:interface=127.0.0.1"
+            argv[argv.index("--redis") + 1] = redis.url
+            started.append(LoggedProcess(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+                + argv[1:]))
+        assert sorted(ports) == ["1234", "1235"]
+        wait_for(lambda: sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1"))
+                 == ["a", "b"], what="both nodes")
+        clients = {}
+        for command in client_commands()[1:3]:
+            argv = shlex.split(command.replace(".venv/bin/", f"{BIN}/"))
+            name = argv[argv.index("--name") + 1]
+            host, port = argv[-1].rsplit(":", 1)
+            argv[-1] = f"127.0.0.1:{ports[port]}"
+            clients[name] = Program(argv, tmp_path, stdin=True)
+            started.append(clients[name])
+        assert sorted(clients) == ["alice", "bob"]
+        wait_for(lambda: sorted(redis.lines("ZRANGE", "heartbeat:names", "0", "-1"))
+                 == ["alice", "bob"], what="both names present")
+        clients["alice"].type("hello from a")
+        clients["bob"].printed("hello from a\n")
+    finally:
+        for process in started:
+            process.stop()

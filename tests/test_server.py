@@ -3,6 +3,7 @@ The server factory: its cap, its relays, its counters and its summary.
 """
 
 from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
 
 from heartbeat import (
     BroadcastServerProtocol,
@@ -11,6 +12,8 @@ from heartbeat import (
 )
 
 from .helpers import connect, lose, take
+
+successResultOf = SynchronousTestCase().successResultOf
 
 
 def make_factory(clock, **kwargs):
@@ -36,7 +39,7 @@ def test_broadcast_reaches_everyone_else(clock):
     peers = [connect(factory) for _ in range(4)]
     peers[0][0].dataReceived(b"news\n")
     assert [t.value() for _, t in peers] == [b""] + [b"news\n"] * 3
-    assert factory.broadcast(b"all") == 4
+    assert successResultOf(factory.broadcast(b"all")) == 4
 
 
 def test_heartbeat_settings_come_from_the_factory(clock):

@@ -14,7 +14,7 @@ from twisted.python import usage
 
 from heartbeat import HeartbeatServerFactory
 from heartbeat._server.websocket import BroadcastWebSocketServerProtocol
-from heartbeat._service import server_options
+from heartbeat._service import options as shared_options
 from heartbeat._service.tap import Options, makeService
 from heartbeat._status.monitor import MonitoredServerFactory
 from heartbeat._status.service import StatusService
@@ -148,10 +148,9 @@ def test_allowed_origins_reach_the_websocket_factory():
 def test_missing_extra_says_what_to_install(monkeypatch):
     """Without Autobahn, --websocket-port says which extra it needs and the
     command that installs it into this environment."""
-    def missing(name):
-        raise ImportError(name)
-
-    monkeypatch.setattr(server_options, "import_module", missing)
+    real_find_spec = shared_options.find_spec
+    monkeypatch.setattr(shared_options, "find_spec",
+                        lambda name: None if name == "autobahn" else real_find_spec(name))
     with pytest.raises(usage.UsageError) as raised:
         parse("--websocket-port", "8080")
     assert str(raised.value) == (

@@ -156,7 +156,9 @@ def test_one_worker_is_the_plain_single_process_server():
         (["--workers", "2", "--port", "ssl:1234:privateKey=k.pem"],
          "--workers above 1 needs a tcp:, tcp6: or unix: --port"),
         (["--workers", "2", "--status-port", "tcp:0"],
-         "--status-port needs --workers 1"),
+         "--status-port with --workers above 1 needs --redis"),
+        (["--workers", "2", "--websocket-port", "tcp:0"],
+         "--websocket-port with --workers above 1 needs --redis"),
     ],
 )
 def test_bad_workers_are_refused_in_one_line(arguments, message):
@@ -179,7 +181,8 @@ def test_a_port_in_use_stops_the_workers_parent_in_one_line(pool):
 
 
 def test_help_says_broadcast_stays_within_a_worker():
-    """--help tells operators that a broadcast does not cross workers."""
-    assert "--broadcast reaches only the connections of the same worker" in (
+    """--help tells operators that a broadcast does not cross workers
+    unless they share a Redis."""
+    assert "without --redis, --broadcast reaches only the connections of the same worker" in (
         " ".join(str(Options()).split())
     )

@@ -26,6 +26,7 @@ from .writecap import WriteCap
 # knows them by the same numbers.
 HEARTBEAT_TIMEOUT = 4000
 UNAUTHORIZED_CODE = 4001
+DISCONNECTED_CODE = 4002
 INVALID_MESSAGE = 4007
 TRY_AGAIN_LATER = 4013
 # RFC 6455's own, for a message over the size limit.

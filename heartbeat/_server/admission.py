@@ -10,6 +10,8 @@ from typing import Any, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
+from .._cluster.identity import may_be_a_name
+from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
 from .._framing.handshake import Handshake, timing_fields
 from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
@@ -35,6 +37,12 @@ class CountedByServer:
     L{heartbeat._framing.handshake}); the framing hands it to
     L{heartbeatHandshakeReceived} and sends the answer in its own format.
 
+    An admitted connection enters the cluster's presence once its name is
+    known: after its handshake, at its first other message, or when the
+    server's C{handshakeWait} is over, whichever comes first; the framing
+    calls L{heartbeatEnterPresence} for the first two.  A name is granted
+    only before that.
+
     @ivar heartbeatAdmitted: whether the connection is the server's in
         full: its application messages are served and it hears broadcasts.
         C{False} while it owes its C{auth}, and once refused.
@@ -45,12 +53,17 @@ class CountedByServer:
     @ivar heartbeatPeerPinged: whether the peer has pinged the server: one
         that pings on its own schedule is never silent long enough to be
         pinged, so the server measures no round trip to it.
+    @ivar heartbeatSince: the clock's time the connection was admitted.
+    @ivar heartbeatPresent: whether the connection is in the cluster's
+        presence.
     """
 
     heartbeatAdmitted: bool
     heartbeatConnectionId: int
     heartbeatName: Optional[str]
     heartbeatPeerPinged: bool
+    heartbeatSince: float
+    heartbeatPresent: bool
     _heartbeatJoined: bool
     _heartbeatMayNegotiate: bool
     # Set on every new connection (see HeartbeatProtocol).
@@ -59,6 +72,8 @@ class CountedByServer:
         "heartbeatConnectionId": 0,
         "heartbeatName": None,
         "heartbeatPeerPinged": False,
+        "heartbeatSince": 0.0,
+        "heartbeatPresent": False,
         "_heartbeatJoined": False,
         "_heartbeatMayNegotiate": False,
     }
@@ -137,7 +152,9 @@ class CountedByServer:
         was granted.  Override (calling up) to grant more capabilities.
 
         @return: the answer's fields, in order: the connection's id, the
-            server's timing and line limit, and the name when one was given.
+            server's timing and line limit, and the name when one was
+            granted: one asked for before the connection entered presence,
+            and without C{#} (which would pass for a connection's key).
         """
         server = self.heartbeatServer
         fields: Dict[str, Union[str, int, float, None]] = {
@@ -152,8 +169,51 @@ class CountedByServer:
         )
         name = handshake.get("name")
         if name is not None:
-            self.heartbeatName = fields["name"] = name
+            if self.heartbeatPresent or not may_be_a_name(name):
+                self._heartbeatLog.info(  # type: ignore[attr-defined]
+                    "{peer}: name {name!r} not granted ({why})",
+                    peer=peer_name(self),
+                    name=name,
+                    why="asked for too late"
+                    if self.heartbeatPresent
+                    else "'#' is kept for connection keys",
+                )
+            else:
+                self.heartbeatName = fields["name"] = name
         return fields
+
+    def heartbeatEnterPresence(self) -> None:
+        """
+        The connection's name is settled: it enters the cluster's presence,
+        if it is still admitted and not there yet.
+        """
+        if self.heartbeatAdmitted and not self.heartbeatPresent:
+            self.heartbeatPresent = True
+            server = self.heartbeatServer
+            server.handshakeSettled()
+            server.cluster.join(self)
+
+    def heartbeatDisconnect(self) -> None:
+        """
+        Close the connection telling the peer that the server disconnected
+        it (the cluster's C{disconnect(name)}), in the framing's way.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatDisconnect"
+        )
+
+    def heartbeatEndPresence(self, reason: str = CLOSED) -> None:
+        """
+        The connection is on its way out (an error, a timeout, its end): it
+        leaves presence now, for C{reason}, and hears nothing more.
+        """
+        server = self.heartbeatServer
+        if self.heartbeatPresent:
+            self.heartbeatPresent = False
+            server.cluster.leave(self, reason)
+        elif self.heartbeatAdmitted:
+            server.handshakeSettled()
+        self.heartbeatAdmitted = False
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         """
@@ -171,7 +231,7 @@ class CountedByServer:
         @param why: how it ended, for the log.
         """
         self._heartbeatCancelAuth()
-        self.heartbeatAdmitted = False
+        self.heartbeatEndPresence()
         if self._heartbeatJoined:
             self._heartbeatJoined = False
             self.heartbeatServer.unregisterConnection(self)
@@ -180,8 +240,11 @@ class CountedByServer:
             )
 
     def _heartbeatAdmit(self) -> None:
+        server = self.heartbeatServer
         self.heartbeatAdmitted = True
         self._heartbeatMayNegotiate = True
+        self.heartbeatSince = server.clock.seconds()
+        server.awaitHandshake(self)
         self.heartbeatConnectionAdmitted()
 
     def _heartbeatFirstMessage(self) -> bool:
@@ -228,4 +291,5 @@ class CountedByServer:
 
     def heartbeatTimedOut(self, silence: float) -> None:
         self.heartbeatServer.timeouts += 1
+        self.heartbeatEndPresence(TIMEOUT)
         super().heartbeatTimedOut(silence)  # type: ignore[misc]

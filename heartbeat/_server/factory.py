@@ -5,13 +5,18 @@ whatever their framing.
 
 from __future__ import annotations
 
-from typing import Optional, Set
+from collections import deque
+from typing import Deque, Iterable, Optional, Set, Tuple
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from .._cluster.interface import Cluster, ClusterUnavailable
+from .._cluster.local import LocalCluster
 from .._core.protocol import default_clock, peer_name
 from .admission import CountedByServer
 from .line import HeartbeatServerProtocol
@@ -38,6 +43,11 @@ class HeartbeatServerFactory(Factory):
         C{error unauthorized} and a close.
     @ivar tcpKeepalive: also turn on kernel keepalive and TCP_USER_TIMEOUT
         matched to the heartbeat (see L{heartbeat._server.tcp}).
+    @ivar cluster: presence and routing across the server's nodes (a
+        L{LocalCluster} of this process alone unless one is given).
+    @ivar handshakeWait: seconds an admitted connection has to send its
+        handshake (and name itself) before it enters presence under its
+        key; C{0}: it enters at once, and cannot be named.
     @ivar summaryInterval: seconds between summary log lines.
     @ivar accepted: connections served since the factory started.
     @ivar refused: connections refused because the server was full.
@@ -50,6 +60,7 @@ class HeartbeatServerFactory(Factory):
     noisy = False
     log = Logger()
     summaryInterval = 60.0
+    handshakeWait = 2.0
 
     def __init__(
         self,
@@ -64,6 +75,7 @@ class HeartbeatServerFactory(Factory):
         authToken: Optional[bytes] = None,
         authTimeout: float = 5.0,
         tcpKeepalive: bool = False,
+        cluster: Optional[Cluster] = None,
     ) -> None:
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
@@ -85,6 +97,11 @@ class HeartbeatServerFactory(Factory):
         self._summary: Optional[LoopingCall] = None
         self._refusalLoggedAt: Optional[float] = None
         self._refusalsUnlogged = 0
+        self._awaitingHandshake: Deque[Tuple[float, CountedByServer]] = deque()
+        self._handshakeCall: Optional[IDelayedCall] = None
+        self._waiting = 0
+        self.cluster = cluster if cluster is not None else LocalCluster()
+        self.cluster.attach(self)
 
     def registerConnection(self, protocol: HeartbeatServerProtocol) -> bool:
         """
@@ -106,6 +123,120 @@ class HeartbeatServerFactory(Factory):
 
     def unregisterConnection(self, protocol: HeartbeatServerProtocol) -> None:
         self.connections.discard(protocol)
+
+    def awaitHandshake(self, protocol: CountedByServer) -> None:
+        """
+        C{protocol} was just admitted: it enters presence at its first
+        message, or once L{handshakeWait} is over.  One timer serves every
+        connection waiting, in the order they were admitted.
+        """
+        self._waiting += 1
+        if not self.handshakeWait:
+            protocol.heartbeatEnterPresence()
+            return
+        self._awaitingHandshake.append(
+            (self.clock.seconds() + self.handshakeWait, protocol)
+        )
+        if self._handshakeCall is None:
+            self._handshakeCall = self.clock.callLater(
+                self.handshakeWait, self._handshakeWaitOver
+            )
+
+    def handshakeSettled(self) -> None:
+        """
+        A connection admitted has entered presence, or is gone before it
+        did: once none is left waiting, the timer goes.
+        """
+        self._waiting -= 1
+        if not self._waiting:
+            self._awaitingHandshake.clear()
+            call, self._handshakeCall = self._handshakeCall, None
+            if call is not None and call.active():
+                call.cancel()
+
+    def _handshakeWaitOver(self) -> None:
+        self._handshakeCall = None
+        waiting = self._awaitingHandshake
+        now = self.clock.seconds()
+        while waiting and waiting[0][0] <= now:
+            waiting.popleft()[1].heartbeatEnterPresence()
+        if waiting:
+            self._handshakeCall = self.clock.callLater(
+                waiting[0][0] - now, self._handshakeWaitOver
+            )
+
+    # The cluster's side
+
+    def clusterMembers(self) -> Iterable[CountedByServer]:
+        """
+        The live connections, for the cluster to deliver to.
+        """
+        return self.connections
+
+    def presenceJoined(self, name: str, node: str) -> None:
+        """
+        A connection of C{name} entered presence on C{node}, anywhere in
+        the cluster (one call for each connection); override to act on it.
+        """
+
+    def presenceLeft(self, name: str, node: str, reason: str) -> None:
+        """
+        A connection of C{name} left presence on C{node}: C{reason} is
+        C{"closed"}, C{"timeout"} (its heartbeat) or C{"node died"}.
+        Override to act on it; L{isOnline} tells whether C{name} has
+        another connection.
+        """
+
+    # Presence and routing, for the application
+
+    def isOnline(self, name: str) -> Deferred:
+        """
+        A L{Deferred} firing with whether C{name} has a connection anywhere
+        in the cluster.
+        """
+        return self.cluster.isOnline(name)
+
+    def connectionsOf(self, name: str) -> Deferred:
+        """
+        A L{Deferred} firing with the connections of C{name}: a list of
+        C{(node, connection, since)} named tuples.
+        """
+        return self.cluster.connectionsOf(name)
+
+    def onlineCount(self) -> Deferred:
+        """
+        A L{Deferred} firing with how many names are present in the
+        cluster (a connection without a name counts once, under its key).
+        """
+        return self.cluster.onlineCount()
+
+    def onlineNames(self, after: Optional[str] = None, count: int = 100) -> Deferred:
+        """
+        A L{Deferred} firing with a page of present names in byte order:
+        at most C{count}, each after C{after}; pass a page's last name to
+        get the next page.
+        """
+        return self.cluster.onlineNames(after, count)
+
+    def sendTo(self, name: str, line: bytes, isBinary: Optional[bool] = None) -> Deferred:
+        """
+        Send an application line to every connection of C{name}, wherever
+        in the cluster it is.
+
+        @return: a L{Deferred} firing with how many connections it was sent
+            to; failing with L{ClusterUnavailable} when other nodes hold
+            the name and could not be reached.
+        """
+        return self.cluster.sendTo(name, line, isBinary)
+
+    def disconnect(self, name: str) -> Deferred:
+        """
+        Close every connection of C{name} in the cluster with C{error
+        disconnected by server}.
+
+        @return: a L{Deferred} firing with how many were told.
+        """
+        return self.cluster.disconnect(name)
 
     def roundTripMeasured(self, protocol: CountedByServer, rtt: float) -> None:
         """
@@ -131,21 +262,29 @@ class HeartbeatServerFactory(Factory):
 
     def broadcast(
         self, line: bytes, exclude: object = None, isBinary: Optional[bool] = None
-    ) -> int:
+    ) -> Deferred:
         """
-        Send an application line to every admitted connection but
-        C{exclude} (one that has not authenticated yet hears nothing).
+        Send an application line to every admitted connection of the
+        cluster but C{exclude} (one that has not authenticated yet hears
+        nothing).  This server's connections get it at once.
 
         @param isBinary: how WebSocket connections get it: C{True} as a
             binary message (it came as one), else as the bytes allow.
-        @return: how many connections it was sent to.
+        @return: a L{Deferred} firing with how many of this server's
+            connections it was sent to, once the other nodes have it too;
+            failing with L{ClusterUnavailable} when they could not be
+            reached.
         """
-        sent = 0
-        for protocol in list(self.connections):
-            if protocol is not exclude and protocol.heartbeatAdmitted:
-                protocol.sendMessage(line, isBinary)
-                sent += 1
-        return sent
+        return self.cluster.broadcast(line, exclude, isBinary)
+
+    def relay(
+        self, line: bytes, exclude: object = None, isBinary: Optional[bool] = None
+    ) -> None:
+        """
+        L{broadcast} for C{--broadcast}'s connections: the cluster has
+        already logged and counted a failure to reach the other nodes.
+        """
+        self.broadcast(line, exclude, isBinary).addErrback(_reported)
 
     def startFactory(self) -> None:
         if self.summaryInterval and self._summary is None:
@@ -160,6 +299,11 @@ class HeartbeatServerFactory(Factory):
             if self._summary.running:
                 self._summary.stop()
             self._summary = None
+        if self._handshakeCall is not None:
+            if self._handshakeCall.active():
+                self._handshakeCall.cancel()
+            self._handshakeCall = None
+        self._awaitingHandshake.clear()
 
     def logSummary(self) -> None:
         """
@@ -180,3 +324,7 @@ class HeartbeatServerFactory(Factory):
             timeouts=self.timeouts,
             meanRtt=meanRtt,
         )
+
+
+def _reported(failure: Failure) -> None:
+    failure.trap(ClusterUnavailable)

@@ -18,7 +18,12 @@ from .._framing.handshake import (
     is_handshake,
     parse_handshake,
 )
-from .._framing.line import BAD_HANDSHAKE, TOO_MANY_PINGS, HeartbeatLineProtocol
+from .._framing.line import (
+    BAD_HANDSHAKE,
+    DISCONNECTED,
+    TOO_MANY_PINGS,
+    HeartbeatLineProtocol,
+)
 from .admission import CountedByServer
 
 # Pings closer together than minPingInterval tolerated before the close.
@@ -89,10 +94,6 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         self._endedBecause = "heartbeat timeout"
         super().heartbeatAbort()
 
-    def closeWithError(self, reason: bytes, quiet: bool = False) -> None:
-        if self._endedBecause is None:
-            self._endedBecause = reason.decode("ascii", "replace")
-        super().closeWithError(reason, quiet)
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:
@@ -100,6 +101,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
                 if is_handshake(line):
                     self._heartbeatNegotiate(line.rstrip(b"\r"))
                     return
+                self.heartbeatEnterPresence()
             super().lineReceived(line)
         else:
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
@@ -114,9 +116,19 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
             self.closeWithError(BAD_HANDSHAKE, quiet=True)
             return
         self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
+        self.heartbeatEnterPresence()
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)
+
+    def heartbeatDisconnect(self) -> None:
+        self.closeWithError(DISCONNECTED)
+
+    def closeWithError(self, reason: bytes, quiet: bool = False) -> None:
+        if self._endedBecause is None:
+            self._endedBecause = reason.decode("ascii", "replace")
+        self.heartbeatEndPresence()
+        super().closeWithError(reason, quiet)
 
     def pingReceived(self, token: Optional[bytes]) -> None:
         minimum = self.factory.minPingInterval
@@ -148,4 +160,4 @@ class BroadcastServerProtocol(HeartbeatServerProtocol):
     """
 
     def messageReceived(self, line: bytes) -> None:
-        self.factory.broadcast(line, exclude=self)
+        self.factory.relay(line, exclude=self)

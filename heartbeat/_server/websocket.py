@@ -21,9 +21,10 @@ from .._framing.handshake import (
     handshake_from_json,
     json_fields,
 )
-from .._framing.line import BAD_HANDSHAKE, SERVER_FULL, UNAUTHORIZED
+from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
+    DISCONNECTED_CODE,
     INVALID_MESSAGE,
     OPEN,
     TRY_AGAIN_LATER,
@@ -107,11 +108,13 @@ class HeartbeatWebSocketServerProtocol(
         if self.state != OPEN:
             return
         if self.heartbeatAdmitted:
-            if self._heartbeatNegotiating and self._heartbeatFirstMessage():
-                hello = None if isBinary else _control(payload, _MAX_HEARTBEAT)
-                if hello is not None and hello["type"] == "hello":
-                    self._heartbeatNegotiate(hello)
-                    return
+            if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
+                if self._heartbeatNegotiating:
+                    hello = None if isBinary else _control(payload, _MAX_HEARTBEAT)
+                    if hello is not None and hello["type"] == "hello":
+                        self._heartbeatNegotiate(hello)
+                        return
+                self.heartbeatEnterPresence()
             super().onMessage(payload, isBinary)
         else:
             self.heartbeatAuthenticate(payload)
@@ -128,6 +131,14 @@ class HeartbeatWebSocketServerProtocol(
         self.sendControlMessage(
             "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
         )
+        self.heartbeatEnterPresence()
+
+    def heartbeatDisconnect(self) -> None:
+        self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
+
+    def _heartbeatClose(self, code: int, reason: str) -> None:
+        self.heartbeatEndPresence()
+        super()._heartbeatClose(code, reason)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         # A close this side began is told by its own code and reason, however
@@ -159,7 +170,7 @@ class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
             )
             self._heartbeatClose(INVALID_MESSAGE, "a message must not contain a newline")
             return
-        self.heartbeatServer.broadcast(payload, exclude=self, isBinary=isBinary)
+        self.heartbeatServer.relay(payload, exclude=self, isBinary=isBinary)
 
 
 def origin_pattern(origin: str) -> str:

@@ -76,6 +76,14 @@ class Options(HeartbeatOptions):
             "Lines kept while disconnected; beyond that a line is refused "
             "with a message on stderr.",
         ],
+        [
+            "name",
+            None,
+            None,
+            "The name this client gives itself in its handshake, by which "
+            "the server's presence knows it (1 to 256 printable ASCII "
+            "characters, no spaces, no '#').",
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -122,6 +130,16 @@ class Options(HeartbeatOptions):
         if self["max-delay"] < self["initial-delay"]:
             raise usage.UsageError("--max-delay must be at least --initial-delay")
         self["buffer-size"] = positive_int(self, "buffer-size")
+        name = self["name"]
+        if name is not None and not (
+            0 < len(name) <= 256
+            and all("!" <= c <= "~" for c in name)
+            and "#" not in name
+        ):
+            raise usage.UsageError(
+                "--name must be 1 to 256 printable ASCII characters, without "
+                f"spaces or '#', not {name!r}"
+            )
         from twisted.internet import reactor
 
         try:
@@ -219,6 +237,7 @@ def _run(reactor, options: Options):
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]
     factory.authToken = options["auth-token"]
+    factory.name = options["name"]
     StandardIO(_StdinLines(factory), reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)
     log.info("connecting to {endpoint}", endpoint=options["endpoint"])

@@ -1,13 +1,19 @@
 """
 One server process, a node: the line server's listener and, beside it,
-the WebSocket and status listeners that the options ask for.
+the WebSocket and status listeners that the options ask for, and its
+link to the rest of the cluster.
 """
 
 from __future__ import annotations
 
-from twisted.application.service import IService, MultiService
+from typing import Optional
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.python import usage
 
+from .._cluster.interface import Cluster
+from .._cluster.local import LocalCluster
 from .._server.factory import HeartbeatServerFactory
 from .._server.line import BroadcastServerProtocol, HeartbeatServerProtocol
 from .listener import Listener
@@ -45,7 +51,7 @@ def with_web_services(
     line.setServiceParent(services)
     websocketPort, statusPort = ports
     if websocketPort is not None:
-        site = _websocket_site(options, server)
+        site = websocket_site_for(options, server)
         Listener("websocket-port", websocketPort, site, _reactor()).setServiceParent(
             services
         )
@@ -60,7 +66,10 @@ def with_web_services(
     return services
 
 
-def _websocket_site(options: usage.Options, server: HeartbeatServerFactory):
+def websocket_site_for(options: usage.Options, server: HeartbeatServerFactory):
+    """
+    The WebSocket port's site, serving connections of C{server}.
+    """
     from .._server.websocket import (
         BroadcastWebSocketServerProtocol,
         HeartbeatWebSocketServerFactory,
@@ -73,7 +82,39 @@ def _websocket_site(options: usage.Options, server: HeartbeatServerFactory):
     return websocket_site(factory)
 
 
-def server_factory(options: usage.Options) -> HeartbeatServerFactory:
+def make_cluster(options: usage.Options) -> Cluster:
+    """
+    The cluster the options describe: on Redis with C{--redis}, else this
+    process alone.
+    """
+    if options["redis"] is None:
+        return LocalCluster(options["node-id"])
+    from .._cluster.redis import RedisCluster
+
+    return RedisCluster(options["redis"], options["node-id"], options["node-timeout"])
+
+
+class ClusterService(Service):
+    """
+    Joins the cluster when the node starts, and leaves it at once when the
+    node stops (C{SIGTERM}), before the listeners close.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def startService(self) -> None:
+        super().startService()
+        self.cluster.start()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return self.cluster.stop()
+
+
+def server_factory(
+    options: usage.Options, cluster: Optional[Cluster] = None
+) -> HeartbeatServerFactory:
     """
     The line server's factory the options describe: one per worker.
     """
@@ -88,6 +129,7 @@ def server_factory(options: usage.Options) -> HeartbeatServerFactory:
         authToken=options["auth-token"],
         authTimeout=options["auth-timeout"],
         tcpKeepalive=options["tcp-keepalive"],
+        cluster=cluster,
     )
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol
@@ -100,6 +142,15 @@ def node_service(options: usage.Options) -> IService:
     Everything one server process serves: the line server on C{--port},
     and the ports beside it.
     """
-    factory = server_factory(options)
+    cluster = make_cluster(options)
+    factory = server_factory(options, cluster)
     service = Listener("port", options["port"], factory, _reactor())
-    return with_web_services(options, factory, service)
+    service = with_web_services(options, factory, service)
+    if options["redis"] is None:
+        return service
+    node = MultiService()
+    # Stopped last (services stop in reverse): the node leaves the cluster
+    # before its listeners close and its connections end one by one.
+    service.setServiceParent(node)
+    ClusterService(cluster).setServiceParent(node)
+    return node

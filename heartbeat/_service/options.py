@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import math
 import platform
+import re
+import sys
+from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Optional
 
@@ -131,3 +135,34 @@ def server_description(port: str) -> str:
     """
     port = port.strip()
     return f"tcp:{port}" if port.isdigit() else port
+
+
+def require_extra(option: str, module: str, extra: str) -> None:
+    """
+    Refuse C{--option} in one line when C{module} (from heartbeat's
+    C{extra}) is not installed, saying how to install it here.
+    """
+    if find_spec(module) is None:
+        raise usage.UsageError(
+            f"--{option} needs {module} (the {extra} extra): "
+            f"{sys.executable} -m pip install '{_requirement(extra, module)}'"
+        )
+
+
+def _requirement(extra: str, module: str) -> str:
+    """
+    What installs C{extra}'s dependency, as this installation's metadata
+    names it (with its version).  Installing it alone works however
+    heartbeat was installed: from an index, a clone or a wheel, editable
+    or not.
+    """
+    try:
+        requires = metadata.requires("heartbeat") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    marker = re.compile(rf"""extra\s*==\s*["']{extra}["']""")
+    for requirement in requires:
+        spec, _, condition = requirement.partition(";")
+        if marker.search(condition):
+            return spec.strip()
+    return module

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 import sys
-from importlib import import_module, metadata
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from .cluster_options import ClusterOptions
 from .options import (
     HeartbeatOptions,
     positive_float,
     positive_int,
+    require_extra,
     seconds_or_none,
     server_description,
     version_line,
@@ -69,13 +70,7 @@ class WebOptions(usage.Options):
         for name, (module, extra) in _NEEDS.items():
             if self[name] is None:
                 continue
-            try:
-                import_module(module)
-            except ImportError:
-                raise usage.UsageError(
-                    f"--{name} needs {module} (the {extra} extra): "
-                    f"{sys.executable} -m pip install '{_requirement(extra, module)}'"
-                )
+            require_extra(name, module, extra)
             self[name] = description = server_description(self[name])
             try:
                 serverFromString(_reactor(), description)
@@ -88,25 +83,6 @@ class WebOptions(usage.Options):
                     raise usage.UsageError(f"--{name} must differ from --{other}")
         if self["allowed-origins"] is not None:
             self["allowed-origins"] = _origins(self)
-
-
-def _requirement(extra: str, module: str) -> str:
-    """
-    What installs C{extra}'s dependency, as this installation's metadata
-    names it (with its version).  Installing it alone works however
-    heartbeat was installed: from an index, a clone or a wheel, editable
-    or not.
-    """
-    try:
-        requires = metadata.requires("heartbeat") or []
-    except metadata.PackageNotFoundError:
-        requires = []
-    marker = re.compile(rf"""extra\s*==\s*["']{extra}["']""")
-    for requirement in requires:
-        spec, _, condition = requirement.partition(";")
-        if marker.search(condition):
-            return spec.strip()
-    return module
 
 
 def _origins(options: usage.Options) -> list:
@@ -177,7 +153,7 @@ def _reactor():
     return reactor
 
 
-class ServerOptions(WebOptions, HeartbeatOptions):
+class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -253,8 +229,8 @@ class ServerOptions(WebOptions, HeartbeatOptions):
             "Worker processes sharing the listening socket (tcp, tcp6 or "
             "unix ports), supervised by this one: a dead worker is "
             "restarted.  Each worker has its own connections and "
-            "--max-connections; --broadcast reaches only the connections "
-            "of the same worker.",
+            "--max-connections; without --redis, --broadcast reaches only "
+            "the connections of the same worker.",
         ],
     ]
 
@@ -298,19 +274,22 @@ class ServerOptions(WebOptions, HeartbeatOptions):
             else positive_int(self, "max-write-buffer")
         )
         self["auth-timeout"] = positive_float(self, "auth-timeout")
-        if self["workers"] > 1:
+        if self["workers"] > 1 and self["redis"] is None:
             for name in ("websocket-port", "status-port"):
                 if self[name] is not None:
                     raise usage.UsageError(
-                        f"--{name} needs --workers 1: each worker would "
-                        "listen on it"
+                        f"--{name} with --workers above 1 needs --redis: the "
+                        "workers share their connections through it"
                     )
         self["port"] = description = server_description(self["port"])
-        if self["workers"] > 1 and description.split(":")[0] not in _SHAREABLE:
-            raise usage.UsageError(
-                f"--workers above 1 needs a tcp:, tcp6: or unix: --port, "
-                f"not {description!r}"
-            )
+        if self["workers"] > 1:
+            for name in ("port", "websocket-port"):
+                shared = self[name]
+                if shared is not None and shared.split(":")[0] not in _SHAREABLE:
+                    raise usage.UsageError(
+                        f"--workers above 1 needs a tcp:, tcp6: or unix: --{name}, "
+                        f"not {shared!r}"
+                    )
         try:
             serverFromString(_reactor(), description)
         except Exception as e:

@@ -1,22 +1,25 @@
 """
 C{--workers N}: N processes, one listening socket, every core busy.
 
-The parent listens once, through the endpoint, then takes the port out of
-its own reactor so that it never accepts; each worker inherits the socket
-and adopts it (C{adoptStreamPort}) into a reactor of its own, and the
+The parent listens once on each port (C{--port}, and C{--websocket-port}
+when it is given), through the endpoint, then takes the port out of its
+own reactor so that it never accepts; each worker inherits the sockets
+and adopts them (C{adoptStreamPort}) into a reactor of its own, and the
 kernel hands each new connection to one of them.  The parent only
 supervises: it relays the workers' logs, restarts one that dies, and on
 C{SIGTERM} stops them all before it exits.
 
-Workers share nothing but the socket: each has its own connections, its
-own C{--max-connections} and its own C{--broadcast} audience.
+Each worker is a node of the cluster, C{ID/1}, C{ID/2}...: with
+C{--redis}, the workers share presence and broadcasts through it; without
+it, they share nothing but the sockets, and each has its own
+C{--broadcast} audience.  Each has its own C{--max-connections}.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -34,7 +37,8 @@ from twisted.python.failure import Failure
 from .._core.protocol import address_name
 from .listener import cannot_listen
 
-# The listening socket's descriptor number in every worker.
+# The first listening socket's descriptor number in every worker; the
+# others follow.
 WORKER_FD = 3
 
 _FAMILIES = {IPv4Address: "AF_INET", IPv6Address: "AF_INET6", UNIXAddress: "AF_UNIX"}
@@ -56,58 +60,80 @@ class WorkerPool(Service):
 
     def __init__(
         self,
-        description: str,
+        listeners: Sequence[Tuple[str, str]],
         workers: int,
         arguments: List[str],
+        nodeId: str,
         reactor=None,
     ) -> None:
+        """
+        @param listeners: C{(option, description)} of each port the
+            workers share, C{--port}'s first.
+        @param nodeId: the machine's node id; worker N is C{nodeId/N}.
+        """
         if reactor is None:
             from twisted.internet import reactor
-        self.description = description
-        self.endpoint = serverFromString(reactor, description)
+        self.listeners = list(listeners)
         self.workers = workers
         self.arguments = arguments
+        self.nodeId = nodeId
         self._reactor = reactor
-        self._port: Optional[IListeningPort] = None
+        self._ports: List[IListeningPort] = []
         self._running: Dict[int, "_WorkerProtocol"] = {}
         self._restarts: Dict[int, object] = {}
         self._stopped: Optional[Deferred] = None
 
+    def reportReceived(self, worker: int, text: str) -> None:
+        """
+        Worker C{worker} sent its status report, as JSON text; set by the
+        status service that shows them (see L{heartbeat._service.machine}).
+        """
+
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        listening: list = []
         unused = Factory()
         unused.noisy = False
-        self.endpoint.listen(unused).addBoth(listening.append)
-        if isinstance(listening[0], Failure):
-            listening[0].trap(CannotListenError)
-            raise cannot_listen("port", self.description, listening[0].value)
-        self._port = port = listening[0]
-        # The parent never accepts: every connection is a worker's.
-        self._reactor.removeReader(port)
+        for option, description in self.listeners:
+            listening: list = []
+            serverFromString(self._reactor, description).listen(unused).addBoth(
+                listening.append
+            )
+            if isinstance(listening[0], Failure):
+                for port in self._ports:
+                    port.stopListening()
+                listening[0].trap(CannotListenError)
+                raise cannot_listen(option, description, listening[0].value)
+            port = listening[0]
+            # The parent never accepts: every connection is a worker's.
+            self._reactor.removeReader(port)
+            self._ports.append(port)
 
     def startService(self) -> None:
         super().startService()
-        address = self._port.getHost()
+        addresses = [port.getHost() for port in self._ports]
         self.log.info(
-            "{workers} workers serving {address}",
+            "{workers} workers serving {addresses}",
             workers=self.workers,
-            address=address_name(address),
+            addresses=", ".join(address_name(address) for address in addresses),
         )
-        self._family = _FAMILIES[type(address)]
+        self._families = ",".join(_FAMILIES[type(address)] for address in addresses)
         for number in range(1, self.workers + 1):
             self._spawn(number)
 
     def _spawn(self, number: int) -> None:
         self._restarts.pop(number, None)
         worker = _WorkerProtocol(self, number)
+        childFDs = {0: "w", 1: "r", 2: "r"}
+        for offset, port in enumerate(self._ports):
+            childFDs[WORKER_FD + offset] = port.fileno()
         self._reactor.spawnProcess(
             worker,
             sys.executable,
-            [sys.executable, "-m", "heartbeat._service.worker", self._family]
-            + self.arguments,
+            [sys.executable, "-m", "heartbeat._service.worker", self._families]
+            + self.arguments
+            + ["--node-id", f"{self.nodeId}/{number}"],
             env=os.environ,
-            childFDs={0: "w", 1: "r", 2: "r", WORKER_FD: self._port.fileno()},
+            childFDs=childFDs,
         )
         self._running[number] = worker
 
@@ -135,9 +161,9 @@ class WorkerPool(Service):
         for call in self._restarts.values():
             call.cancel()
         self._restarts.clear()
-        if self._port is not None:
-            self._port.stopListening()
-            self._port = None
+        for port in self._ports:
+            port.stopListening()
+        self._ports = []
         if not self._running:
             return succeed(None)
         self._stopped = Deferred()
@@ -175,6 +201,9 @@ class _WorkerProtocol(ProcessProtocol):
         ).split(b"\n")
         for line in lines:
             name, _, text = line.decode("utf-8", "replace").partition(" ")
+            if name == "report":
+                self.pool.reportReceived(self.number, text)
+                continue
             try:
                 level = LogLevel.levelWithName(name)
             except Exception:

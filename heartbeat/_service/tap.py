@@ -7,9 +7,9 @@ from __future__ import annotations
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
+from .machine import machine_service
 from .node import node_service
 from .server_options import ServerOptions as Options
-from .supervisor import WorkerPool
 
 log = Logger()
 
@@ -52,7 +52,9 @@ class _Started(MultiService):
 
 def makeService(options: Options) -> IService:
     if options["workers"] > 1:
-        service = WorkerPool(options["port"], options["workers"], options.arguments)
+        from twisted.internet import reactor
+
+        service = machine_service(options, reactor)
     else:
         service = node_service(options)
     return _Started(options, service)

@@ -12,12 +12,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .._server.admission import CountedByServer
 from .._server.factory import HeartbeatServerFactory
+from .buckets import RTT_BUCKETS
+from .report import node_report
 
-# Round trips from loopback to across the planet, in seconds.
-RTT_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-)
+__all__ = ["RTT_BUCKETS", "MonitoredServerFactory"]
+
 
 
 def _host(protocol: Any) -> Optional[str]:
@@ -78,6 +77,12 @@ class MonitoredServerFactory(HeartbeatServerFactory):
             self._ended.pop(host, None)
             self._ended[host] = now
             self._forget(now)
+
+    def reports(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """
+        What the operator's view shows of this node: its one report.
+        """
+        return [node_report(self, limit)]
 
     def roundTripMeasured(self, protocol: CountedByServer, rtt: float) -> None:
         self.rttCounts[bisect_left(RTT_BUCKETS, rtt)] += 1

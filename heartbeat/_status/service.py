@@ -1,15 +1,17 @@
 """
 The operator's view on C{--status-port}: a live page, C{/status.json} with
-the same data, an event stream that keeps the page current, and
-C{/metrics} for Prometheus.
+the same data, an event stream that keeps the page current,
+C{/presence.json} for the cluster, and C{/metrics} for Prometheus.
+
+It shows a source of node reports (see L{heartbeat._status.report}): a
+server of its own process, or the workers of a supervisor.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IPushProducer
@@ -19,38 +21,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from .._core.protocol import peer_name
 from .._server.assets import Asset
 from .metrics import MetricsResource
-from .monitor import MonitoredServerFactory
-
-
-def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
-    """
-    One line of the connections table.
-    """
-    return {
-        "id": ident,
-        "transport": protocol.heartbeatFraming,
-        "peer": peer_name(protocol),
-        "connected_since": since,
-        "connected_for": now - since,
-        "silent_for": max(0.0, now - protocol.heartbeatLastReceived),
-        "rtt": protocol.heartbeatRtt,
-        "smoothed_rtt": protocol.heartbeatSmoothedRtt,
-        "peer_pings": protocol.heartbeatPeerPinged,
-    }
-
-
-def mean_rtt(server: MonitoredServerFactory) -> Optional[float]:
-    """
-    The mean smoothed round trip of the connections that have one.
-    """
-    rtts = [
-        rtt for rtt in (p.heartbeatSmoothedRtt for p in server.connections)
-        if rtt is not None
-    ]
-    return sum(rtts) / len(rtts) if rtts else None
+from .presence import PresenceResource, node_row
+from .report import merge_reports
 
 
 class StatusService(Service):
@@ -58,6 +32,10 @@ class StatusService(Service):
     Samples the server every L{sampleInterval} seconds for the chart and
     pushes a snapshot to every page watching.
 
+    @ivar server: what it shows: anything with a C{clock}, a C{cluster}
+        and C{reports(limit)} (a L{heartbeat._status.monitor.MonitoredServerFactory},
+        or a supervisor's L{heartbeat._service.supervisor.WorkerReports}).
+    @ivar nodes: the cluster's nodes as last asked, for the nodes panel.
     @ivar history: the last L{historyLength} samples: time, open
         connections, mean round trip.
     @ivar maxRows: the most connections a page is sent (oldest first);
@@ -74,10 +52,12 @@ class StatusService(Service):
     maxWatchers = 100
     idleTimeout = 60.0
 
-    def __init__(self, server: MonitoredServerFactory) -> None:
+    def __init__(self, server: Any) -> None:
         self.server = server
         self.history: Deque[Dict[str, Any]] = deque(maxlen=self.historyLength)
         self.watchers: Set[_Watcher] = set()
+        self.nodes: List[Dict[str, Any]] = []
+        self._asking = False
         self._loop: Optional[LoopingCall] = None
         self._full: Optional[Tuple[float, bytes]] = None
 
@@ -87,35 +67,10 @@ class StatusService(Service):
 
         @param limit: list at most this many connections, oldest first.
         """
-        server = self.server
-        now = server.clock.seconds()
-        info = server.connectionInfo.items()
-        if limit is not None:
-            info = heapq.nsmallest(limit, info, key=lambda item: item[1][0])
-        else:
-            info = sorted(info, key=lambda item: item[1][0])
-        return {
-            "time": now,
-            "settings": {
-                "interval": server.heartbeatInterval,
-                "timeout": server.heartbeatTimeout,
-                "max_connections": server.maxConnections,
-            },
-            "totals": {
-                "open": len(server.connections),
-                "accepted": server.accepted,
-                "timed_out": server.timeouts,
-                "refused": server.refused,
-                "reconnects": server.reconnects,
-                "pings_sent": server.pingsSent,
-                "pings_received": server.pingsReceived,
-            },
-            "connections": [
-                connection_row(protocol, ident, since, now)
-                for protocol, (ident, since) in info
-            ],
-            "history": list(self.history),
-        }
+        snapshot = merge_reports(self.server.reports(limit), limit)
+        snapshot["history"] = list(self.history)
+        snapshot["nodes"] = self.nodes
+        return snapshot
 
     def fullSnapshot(self) -> bytes:
         """
@@ -134,18 +89,35 @@ class StatusService(Service):
         """
         Add a point to the chart's history and update every watching page.
         """
-        server = self.server
+        now = merge_reports(self.server.reports(0), 0)
         self.history.append(
-            {
-                "time": server.clock.seconds(),
-                "open": len(server.connections),
-                "rtt": mean_rtt(server),
-            }
+            {"time": now["time"], "open": now["totals"]["open"], "rtt": now["rtt"]["mean"]}
         )
         if self.watchers:
+            self.askNodes()
             event = _event(self.snapshot(self.maxRows))
             for watcher in list(self.watchers):
                 watcher.send(event)
+
+    def askNodes(self) -> None:
+        """
+        Ask the cluster for its nodes, for the next snapshot's panel; one
+        question at a time.
+        """
+        if self._asking:
+            return
+        self._asking = True
+
+        def answered(nodes) -> None:
+            self.nodes = [node_row(node) for node in nodes]
+
+        def failed(failure) -> None:
+            self.nodes = []
+
+        def done(_) -> None:
+            self._asking = False
+
+        self.server.cluster.nodes().addCallbacks(answered, failed).addBoth(done)
 
     def startService(self) -> None:
         super().startService()
@@ -168,12 +140,13 @@ class StatusService(Service):
     def resource(self) -> Resource:
         """
         The status port's pages: C{/}, C{/status.js}, C{/status.json},
-        C{/events} and C{/metrics}.
+        C{/presence.json}, C{/events} and C{/metrics}.
         """
         root = Resource()
         root.putChild(b"", Asset("status.html"))
         root.putChild(b"status.js", Asset("status.js"))
         root.putChild(b"status.json", _Json(self))
+        root.putChild(b"presence.json", PresenceResource(self.server.cluster))
         root.putChild(b"events", _Events(self))
         root.putChild(b"metrics", MetricsResource(self.server))
         return root

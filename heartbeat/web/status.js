@@ -58,22 +58,69 @@ function drawChart(history, now) {
   chart.replaceChildren(...parts);
 }
 
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const value of cells) {
+    const td = document.createElement("td");
+    td.textContent = value;
+    tr.append(td);
+  }
+  return tr;
+}
+
+// The cluster's nodes as Redis knows them; before the first answer (or
+// while Redis cannot be reached), this machine's own.
+function drawNodes(snapshot) {
+  const known = snapshot.nodes.length > 0;
+  const nodes = known ? snapshot.nodes : (snapshot.local_nodes ?? []).map((n) => (
+    { node: n.node, connections: n.open, last_heard: null, alive: n.up }));
+  $("nodes").replaceChildren(...nodes.map((n) => {
+    const tr = row([
+      n.node, n.alive ? "alive" : (known ? "dead" : "cut off from the cluster"),
+      n.connections, n.last_heard === null ? "–" : `${n.last_heard.toFixed(1)} s ago`,
+    ]);
+    tr.cells[1].className = n.alive ? "alive" : "dead";
+    return tr;
+  }));
+}
+
+async function find(event) {
+  event.preventDefault();
+  const name = $("name").value.trim();
+  if (!name) return;
+  const table = $("where");
+  table.hidden = true;
+  $("found").textContent = "looking…";
+  try {
+    const response = await fetch(`presence.json?name=${encodeURIComponent(name)}`);
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error);
+    const count = answer.connections.length;
+    $("found").textContent = count === 0 ? `${name} is not connected.`
+      : `${name} is connected ${count === 1 ? "once" : `${count} times`}:`;
+    table.tBodies[0].replaceChildren(...answer.connections.map((c) => row([
+      c.node, c.connection, c.transport ?? "–", c.peer ?? "–",
+      new Date(c.since * 1000).toLocaleTimeString(), ms(c.rtt ?? null),
+    ])));
+    table.hidden = count === 0;
+  } catch (error) {
+    $("found").textContent = `cannot ask the cluster: ${error.message}`;
+  }
+}
+
+$("search").addEventListener("submit", find);
+
 function drawTable(snapshot) {
   const rows = snapshot.connections.map((c) => {
-    const tr = document.createElement("tr");
     const cells = [
-      c.id, c.transport, c.peer,
+      c.id, c.transport, c.peer, c.node ?? "", c.name ?? "",
       new Date(c.connected_since * 1000).toLocaleTimeString(),
       `${c.silent_for.toFixed(1)} s`, rtt(c, c.rtt), rtt(c, c.smoothed_rtt),
     ];
-    for (const value of cells) {
-      const td = document.createElement("td");
-      td.textContent = value;
-      tr.append(td);
-    }
+    const tr = row(cells);
     const interval = snapshot.settings.interval;
-    if (interval && c.silent_for > interval) tr.cells[4].className = "quiet";
-    for (const td of [tr.cells[5], tr.cells[6]]) {
+    if (interval && c.silent_for > interval) tr.cells[6].className = "quiet";
+    for (const td of [tr.cells[7], tr.cells[8]]) {
       if (td.textContent === "peer pings") td.title = PEER_PINGS;
     }
     return tr;
@@ -93,6 +140,7 @@ function draw(snapshot) {
   $("settings").textContent = `ping after ${settings.interval ?? "never"} s of silence, ` +
     `drop after ${settings.timeout ?? "never"} s, at most ${settings.max_connections ?? "∞"} connections`;
   drawChart(snapshot.history, snapshot.time);
+  drawNodes(snapshot);
   drawTable(snapshot);
 }
 

@@ -196,8 +196,8 @@ def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
 def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts,
                                                  opened):
     """The status page lists the test's line and WebSocket peers with their
-    round trips (a peer that pings on its own schedule is said to), and its
-    chart draws; a screenshot is kept."""
+    round trips (a peer that pings on its own schedule is said to), its
+    node, and where a connection is; its chart draws; a screenshot is kept."""
     server = twistd("--interval", "0.5", "--timeout", "1.5",
                     ports=("port", "websocket-port", "status-port"))
     peers = []
@@ -228,7 +228,7 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     def rows():
         cells = page.eval_on_selector_all(
             "#connections tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-        measured = [r for r in cells if re.fullmatch(r"\d+\.\d ms", r[5])]
+        measured = [r for r in cells if re.fullmatch(r"\d+\.\d ms", r[7])]
         if len(cells) == 6 and len(measured) == 5:
             return cells
 
@@ -237,9 +237,24 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     assert sorted(r[1] for r in table) == ["line"] * 4 + ["websocket"] * 2
     line_ports = {"127.0.0.1:%d" % p.sock.getsockname()[1] for p in peers}
     assert {r[2] for r in table if r[1] == "line"} == line_ports | {pinging}
-    [unmeasured] = [r for r in table if not r[5].endswith(" ms")]
-    assert unmeasured[2] == pinging and unmeasured[5:7] == ["peer pings"] * 2
+    [unmeasured] = [r for r in table if not r[7].endswith(" ms")]
+    assert unmeasured[2] == pinging and unmeasured[7:9] == ["peer pings"] * 2
     assert page.text_content("#open") == "6"
+    nodes = page.eval_on_selector_all(
+        "#nodes tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert [(n[1], n[2]) for n in nodes] == [("alive", "6")]
+
+    presence = json.load(urlopen(server.url("status-port", "/presence.json"), timeout=5))
+    keys = [entry["name"] for entry in presence["names"]]
+    assert len(keys) == 6
+    measuredIds = {r[0] for r in table if r[7].endswith(" ms")}
+    measuredKey = next(key for key in keys if key.rsplit(".", 1)[1] in measuredIds)
+    page.fill("#name", measuredKey)
+    page.click("#search button")
+    page.wait_for_selector("#where:not([hidden])")
+    [found] = page.eval_on_selector_all(
+        "#where tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert found[1] == measuredKey and re.fullmatch(r"\d+\.\d ms", found[5])
 
     def drawn():
         points = page.eval_on_selector_all(

@@ -1,0 +1,359 @@
+"""
+The node's link to Redis: two connections (one for commands, one for the
+channels it listens to), kept up for as long as the node runs, with a
+timeout on every command.
+
+Importing this module imports C{txredisapi}, which imports the global
+reactor: it is imported only once twistd (or the application) has
+installed the reactor it wants.
+
+Commands go over one connection, so Redis runs them in the order they
+were sent: the lines one node publishes reach every other node in that
+order.  A command that gets no answer within the timeout (a Redis that is
+stopped or cut off hangs rather than fails) aborts its connection; losing
+either connection drops the other too, so the link is up or down as a
+whole, and every time it comes back it is subscribed afresh.  While it is
+down, commands fail at once with L{ClusterUnavailable}: nothing waits
+for Redis, and nothing queues.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+import txredisapi
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .._core.backoff import backoff_delay
+from .address import RedisAddress
+from .interface import ClusterUnavailable
+
+# How often a link that stays down says so again.
+DOWN_LOG_INTERVAL = 60.0
+
+
+class RedisLink:
+    """
+    Keeps a node connected to Redis and subscribed to its channels.
+
+    @ivar timeout: seconds a command (or a connection attempt) may take.
+    @ivar maxRetryDelay: the longest wait between connection attempts.
+    @ivar onUp: called each time the link comes up, subscribed.
+    @ivar onDown: called each time it goes down.
+    @ivar onMessage: called with C{(channel, message)}, both bytes, for
+        each message published on a channel the link listens to.
+    """
+
+    log = Logger()
+    maxRetryDelay = 1.0
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        channels: Sequence[bytes],
+        onMessage: Callable[[bytes, bytes], None],
+        onUp: Callable[[], None],
+        onDown: Callable[[], None],
+        timeout: float,
+        reactor,
+    ) -> None:
+        self.address = address
+        self.channels = list(channels)
+        self.onMessage = onMessage
+        self.onUp = onUp
+        self.onDown = onDown
+        self.timeout = timeout
+        self._reactor = reactor
+        self._command: Optional[txredisapi.BaseRedisProtocol] = None
+        self._subscriber: Optional[_Subscriber] = None
+        self._subscribed = False
+        self._up = False
+        self._slots: List[_Slot] = []
+        self._failures = 0
+        self._downSince: Optional[float] = None
+        self._lastReason = "not connected yet"
+        self._downCall = None
+        self._stopped = False
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    def start(self) -> None:
+        """
+        Start connecting, and keep connecting until L{stop}.
+        """
+        self._downSince = self._reactor.seconds()
+        self._scheduleDownLog(self.timeout)
+        self._slots = [
+            _Slot(self, _Factory(self, txredisapi.RedisProtocol, self.address.db)),
+            _Slot(self, _Factory(self, _Subscriber, None)),
+        ]
+        for slot in self._slots:
+            slot.connect()
+
+    def stop(self) -> Deferred:
+        """
+        Close both connections and stop connecting.
+        """
+        self._stopped = True
+        self._cancelDownLog()
+        self._up = False
+        return gatherResults([slot.stop() for slot in self._slots], consumeErrors=True)
+
+    def call(self, method: str, *args, **kwargs) -> Deferred:
+        """
+        Run a command (a method of C{txredisapi}'s protocol) on the
+        command connection.
+
+        @return: a L{Deferred} firing with the reply, or failing with
+            L{ClusterUnavailable} when the link is down or the command
+            fails or times out.
+        """
+        connection = self._command
+        if not self._up or connection is None:
+            return fail(ClusterUnavailable(self._unavailable()))
+        try:
+            result = getattr(connection, method)(*args, **kwargs)
+        except txredisapi.ConnectionError as e:
+            return fail(ClusterUnavailable(f"Redis at {self.address.display}: {e}"))
+        return result.addErrback(self._failed)
+
+    def script(self, source: str, keys: Sequence, args: Sequence) -> Deferred:
+        """
+        Run a Lua script: by its hash once Redis knows it, else whole.
+        """
+        return self.call("eval", source, list(keys), list(args))
+
+    def pingSubscriber(self) -> Deferred:
+        """
+        Ping the subscribing connection, which otherwise sends nothing and
+        so would never notice a Redis that hangs.
+        """
+        subscriber = self._subscriber
+        if not self._up or subscriber is None:
+            return fail(ClusterUnavailable(self._unavailable()))
+        return subscriber.execute_command("PING").addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> Failure:
+        if failure.check(txredisapi.ResponseError):
+            # Redis answered: a bug of ours, or a Redis we cannot use.
+            return failure
+        return Failure(ClusterUnavailable(
+            f"Redis at {self.address.display}: {failure.getErrorMessage()}"))
+
+    def _unavailable(self) -> str:
+        return f"Redis at {self.address.display} is unreachable ({self._lastReason})"
+
+    # The connections' side
+
+    def connectionReady(self, factory: "_Factory", connection) -> None:
+        if self._stopped:
+            connection.transport.loseConnection()
+            return
+        if isinstance(connection, _Subscriber):
+            self._subscriber = connection
+            # SUBSCRIBE has no reply timeout of its own.
+            late = self._reactor.callLater(
+                self.timeout, self._drop, connection, "no answer to SUBSCRIBE"
+            )
+
+            def answered(result):
+                if late.active():
+                    late.cancel()
+                return result
+
+            connection.subscribe(self.channels).addBoth(answered).addCallbacks(
+                lambda _: self._subscriptionReady(connection),
+                lambda failure: self._drop(connection, failure.getErrorMessage()),
+            )
+        else:
+            self._command = connection
+            self._maybeUp()
+
+    def _subscriptionReady(self, connection) -> None:
+        if connection is self._subscriber:
+            self._subscribed = True
+            self._maybeUp()
+
+    def _maybeUp(self) -> None:
+        if self._up or self._command is None or not self._subscribed:
+            return
+        self._up = True
+        self._failures = 0
+        self._cancelDownLog()
+        self.log.info(
+            "connected to Redis at {address}", address=self.address.display
+        )
+        self.onUp()
+
+    def connectionLost(self, connection) -> None:
+        if connection is self._command:
+            self._command = None
+        elif connection is self._subscriber:
+            self._subscriber = None
+            self._subscribed = False
+        else:
+            return
+        # The two go down together: the other is closed too, and both come
+        # back afresh (subscribed again) when Redis does.
+        for other in (self._command, self._subscriber):
+            if other is not None and other.transport is not None:
+                other.transport.abortConnection()
+        if self._up:
+            self._up = False
+            self._downSince = self._reactor.seconds()
+            if not self._stopped:
+                self.log.warn(
+                    "lost Redis at {address}; serving this node's connections "
+                    "only, and reconnecting",
+                    address=self.address.display,
+                )
+                self._scheduleDownLog(DOWN_LOG_INTERVAL)
+                self.onDown()
+
+    def _drop(self, connection, why: str) -> None:
+        self._lastReason = why
+        if connection.transport is not None:
+            connection.transport.abortConnection()
+
+    def connectFailed(self, why: str) -> None:
+        self._lastReason = why
+
+    def refused(self, why: str) -> None:
+        """
+        Redis refused the connection (a wrong password, a database it does
+        not have): said at once, then every minute with the rest.
+        """
+        if why != self._lastReason:
+            self.log.error(
+                "Redis at {address} refused this node: {why}",
+                address=self.address.display,
+                why=why,
+            )
+        self._lastReason = why
+
+    def retryDelay(self) -> float:
+        """
+        How long a connection waits before its next attempt: the longer,
+        the more attempts since the link was last up, at most
+        L{maxRetryDelay}.
+        """
+        self._failures += 1
+        return backoff_delay(self._failures, 0.05, 2.0, self.maxRetryDelay)
+
+    # Saying that it is down, once and then every minute
+
+    def _scheduleDownLog(self, delay: float) -> None:
+        self._cancelDownLog()
+        self._downCall = self._reactor.callLater(delay, self._logDown)
+
+    def _cancelDownLog(self) -> None:
+        call, self._downCall = self._downCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _logDown(self) -> None:
+        self._downCall = None
+        if self._up or self._stopped:
+            return
+        self.log.warn(
+            "cannot reach Redis at {address} for {seconds:.0f}s ({why}): "
+            "serving this node's connections only, and retrying",
+            address=self.address.display,
+            seconds=self._reactor.seconds() - self._downSince,
+            why=self._lastReason,
+        )
+        self._scheduleDownLog(DOWN_LOG_INTERVAL)
+
+
+class _Factory(txredisapi.RedisFactory):
+    """
+    Builds one connection of the link; C{txredisapi}'s own pool and its
+    reconnecting service are not used, so that the link decides when to
+    try again and what to log.
+    """
+
+    def __init__(self, link: RedisLink, protocol: type, db: Optional[int]) -> None:
+        address = link.address
+        super().__init__(
+            address.display,
+            db or None,
+            1,
+            isLazy=True,
+            charset=None,
+            password=address.password,
+            replyTimeout=link.timeout,
+            convertNumbers=False,
+            username=address.username,
+        )
+        self.protocol = protocol
+        self.link = link
+
+    def addConnection(self, conn) -> None:
+        # Ready: authenticated, on its database.
+        super().addConnection(conn)
+        if conn in self.pool:
+            self.link.connectionReady(self, conn)
+
+    def connectionError(self, why: str) -> None:
+        super().connectionError(why)
+        self.link.refused(why)
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    def messageReceived(self, pattern, channel: bytes, message: bytes) -> None:
+        self.factory.link.onMessage(channel, message)
+
+
+class _Slot:
+    """
+    One connection of the link: connected, and connected again after each
+    loss, on the link's schedule.
+    """
+
+    def __init__(self, link: RedisLink, factory: _Factory) -> None:
+        self.link = link
+        self.factory = factory
+        self.endpoint = link.address.endpoint(link._reactor, link.timeout)
+        self.protocol = None
+        self._retry = None
+        self._attempt: Optional[Deferred] = None
+
+    def connect(self) -> None:
+        self._retry = None
+        self._attempt = self.endpoint.connect(self.factory)
+        self._attempt.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, protocol) -> None:
+        self._attempt = None
+        self.protocol = protocol
+        protocol.whenDisconnected().addCallback(self._lost)
+
+    def _failed(self, failure: Failure) -> None:
+        self._attempt = None
+        self.link.connectFailed(failure.getErrorMessage())
+        self._again()
+
+    def _lost(self, protocol) -> None:
+        self.protocol = None
+        self.link.connectionLost(protocol)
+        self._again()
+
+    def _again(self) -> None:
+        if not self.link._stopped:
+            self._retry = self.link._reactor.callLater(self.link.retryDelay(), self.connect)
+
+    def stop(self) -> Deferred:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if self._attempt is not None:
+            self._attempt.cancel()
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            return succeed(None)
+        gone = protocol.whenDisconnected()
+        protocol.transport.loseConnection()
+        return gone
