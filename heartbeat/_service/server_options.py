@@ -200,9 +200,10 @@ class ServerOptions(WebOptions, HeartbeatOptions):
             "min-ping-interval",
             None,
             None,
-            "Pings from a peer closer together than this many seconds earn "
-            "strikes; more than 2 get 'error too many pings' and a close "
-            "(0: any rate). [default: 1, or half of --interval if smaller]",
+            "After a burst of 10 pings, a peer may ping once per this many "
+            "seconds; one over that budget gets 'error too many pings' and "
+            "a close (0: any rate). [default: 1, or half of --interval if "
+            "smaller]",
         ],
         [
             "line-timeout",
