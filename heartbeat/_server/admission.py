@@ -143,6 +143,7 @@ class CountedByServer:
                 server.heartbeatInterval,
                 server.heartbeatTimeout,
                 server.maxLineLength,
+                server.heartbeatPongTimeout,
             )
         )
         name = handshake.get("name")

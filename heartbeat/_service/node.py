@@ -85,6 +85,7 @@ def server_factory(options: usage.Options) -> HeartbeatServerFactory:
     factory = server_factory_class(options)(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
+        heartbeatPongTimeout=options["pong-timeout"],
         maxLineLength=options["max-line-length"],
         maxConnections=options["max-connections"],
         minPingInterval=options["min-ping-interval"],
