@@ -293,6 +293,8 @@ def test_refused_connection_lingers_briefly_then_goes(clock):
 def test_keepalive_settings_match_the_heartbeat():
     """Probes start after the interval and fit in the timeout; unacked data
     fails the connection after the timeout."""
+    assert keepalive_settings(25.0, 90.0) == (25, 22, 3, 90000)
+    assert keepalive_settings(25.0, None) == (25, 22, 3, 90000)
     assert keepalive_settings(25.0, 55.0) == (25, 10, 3, 55000)
     assert keepalive_settings(None, 55.0) == (28, 9, 3, 55000)
     assert keepalive_settings(0.2, 0.6) == (1, 1, 3, 600)

@@ -38,6 +38,7 @@ def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
         "silent_for": max(0.0, now - protocol.heartbeatLastReceived),
         "rtt": protocol.heartbeatRtt,
         "smoothed_rtt": protocol.heartbeatSmoothedRtt,
+        "pong_deadline": protocol.heartbeatPongDeadline,
     }
 
 
@@ -98,6 +99,7 @@ class StatusService(Service):
             "settings": {
                 "interval": server.heartbeatInterval,
                 "timeout": server.heartbeatTimeout,
+                "pong_timeout": server.heartbeatPongTimeout,
                 "max_connections": server.maxConnections,
             },
             "totals": {
