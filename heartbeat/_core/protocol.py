@@ -258,7 +258,7 @@ class HeartbeatProtocol:
             # for, but this pong may bring its next ping forward: the ping
             # was held back until the pong or the deadline.
             slot = self._heartbeatSlot
-            if slot is not None and self._heartbeatClock is not None:
+            if slot is not None:
                 wheel_for(clock).unschedule(self, slot)
                 self._heartbeatArm()
             return

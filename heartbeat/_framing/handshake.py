@@ -222,8 +222,8 @@ def seconds(value: Optional[float]) -> Union[int, float]:
 def timing_fields(
     interval: Optional[float],
     timeout: Optional[float],
+    pongTimeout: Optional[float],
     maxLength: Optional[int],
-    pongTimeout: Optional[float] = None,
 ) -> Tuple[Tuple[str, Union[int, float]], ...]:
     """
     The server's timing and line limit, as its answer carries them.

@@ -142,8 +142,8 @@ class CountedByServer:
             timing_fields(
                 server.heartbeatInterval,
                 server.heartbeatTimeout,
-                server.maxLineLength,
                 server.heartbeatPongTimeout,
+                server.maxLineLength,
             )
         )
         name = handshake.get("name")
