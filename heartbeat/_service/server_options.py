@@ -161,7 +161,9 @@ class ServerOptions(WebOptions, HeartbeatOptions):
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
         "answered with 'pong [token]', a connection silent for --interval "
-        "seconds is pinged and one silent for --timeout seconds is closed. "
+        "seconds is pinged and one silent for --timeout seconds is closed, "
+        "as is one that has answered a ping and leaves a later one "
+        "unanswered past its pong deadline (--pong-timeout). "
         "Any other line is echoed back, or with --broadcast relayed to "
         "every other connection."
     )
