@@ -42,6 +42,10 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int,
                         help="interleaved runs per server in hold and "
                         "throughput (default 3; quick 1)")
+    parser.add_argument("--detection-scale", type=float,
+                        help="the detection-time table runs the defaults' "
+                        "timing divided by this (default 10; quick 25; 1 "
+                        "for the defaults themselves, about 7 minutes)")
     parser.add_argument("--lean-loadgen", action="store_true",
                         help="plain asyncio in the load generator, to see "
                         "what uvloop saves")
@@ -72,6 +76,9 @@ def main(argv=None) -> None:
         out.write(scenarios.detection(
             ["sweep", "heartbeat"] if args.baselines else ["heartbeat"],
             200, *((1.0, 2.5) if quick else (5.0, 11.0)), logdir,
+        ) + "\n")
+        out.write(scenarios.detection_time(
+            200, args.detection_scale or (25.0 if quick else 10.0), logdir,
         ) + "\n")
     if "reconnect" in chosen:
         out.write(scenarios.reconnect(

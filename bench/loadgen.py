@@ -13,7 +13,10 @@ spread over C{--sources} (127.0.0.2, 127.0.0.3, ...), each good for about
 It is driven through stdin, one command a line: C{go} starts the measured
 phase (counters start from zero), C{silent [SPREAD]} makes every
 connection send a last ping and then say nothing more (each at a random
-instant within SPREAD seconds), C{stop} prints the summary and exits.
+instant within SPREAD seconds), C{die [SPREAD]} makes every connection
+fall silent without a last word (each at a random instant within SPREAD
+seconds: a peer that answered pings until then), C{stop} prints the
+summary and exits.
 Events and the summary are JSON lines on stdout.
 
     python -m bench.loadgen --port 1234 --connections 5000 --mode hold
@@ -41,7 +44,7 @@ RTT_SAMPLES = 20000
 
 class Client(asyncio.Protocol):
     __slots__ = ("gen", "number", "transport", "buffer", "sent", "silent",
-                 "lastSent")
+                 "lastSent", "diedAt")
 
     def __init__(self, gen: "Generator", number: int) -> None:
         self.gen = gen
@@ -51,6 +54,7 @@ class Client(asyncio.Protocol):
         self.sent: deque = deque()
         self.silent = False
         self.lastSent = 0.0
+        self.diedAt = 0.0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -68,6 +72,7 @@ class Client(asyncio.Protocol):
             if kind == b"ping":
                 if not self.silent:
                     self.transport.write(b"pong" + line[4:] + b"\n")
+                    self.lastSent = time.monotonic()
                     gen.answered += 1
             elif kind == b"pong" and self.sent:
                 gen.rtts.append(time.monotonic() - self.sent.popleft())
@@ -81,13 +86,16 @@ class Client(asyncio.Protocol):
         self.transport.write(b"ping" + token + b"\n")
         self.gen.pings += 1
 
-    def fallSilent(self) -> None:
+    def fallSilent(self, lastWord: bool = True) -> None:
         """
-        Send a last ping, then neither answer nor ping again.
+        Send a last ping (if C{lastWord}), then neither answer nor ping
+        again.
         """
         if self.transport is not None and not self.transport.is_closing():
-            self.ping(b" last")
+            if lastWord:
+                self.ping(b" last")
             self.silent = True
+            self.diedAt = time.monotonic()
 
     def connection_lost(self, exc) -> None:
         self.gen.connectionLost(self)
@@ -113,6 +121,7 @@ class Generator:
         self.rtts: List[float] = []
         self.connects: List[float] = []
         self.closes: List[float] = []
+        self.deaths: List[float] = []
         self.cpu = time.process_time()
 
     def emit(self, **event) -> None:
@@ -180,7 +189,9 @@ class Generator:
             return
         self.clients.discard(client)
         if client.silent:
-            self.closes.append(time.monotonic() - client.lastSent)
+            now = time.monotonic()
+            self.closes.append(now - client.lastSent)
+            self.deaths.append(now - client.diedAt)
         if self.args.mode == "reconnect":
             self.retry(client.number, 0)
 
@@ -192,13 +203,15 @@ class Generator:
                 for client in self.clients:
                     for _ in range(self.args.depth):
                         client.ping()
-        elif line.startswith("silent"):
+        elif line.startswith(("silent", "die")):
             # "silent SPREAD": each connection falls silent at its own
-            # instant, uniform over SPREAD seconds (default: all at once).
+            # instant, uniform over SPREAD seconds (default: all at once),
+            # after a last ping; "die SPREAD" without one.
             spread = float(line.split()[1]) if " " in line else 0.0
+            lastWord = line.startswith("silent")
             for client in self.clients:
                 self.loop.call_later(
-                    random.uniform(0, spread), client.fallSilent
+                    random.uniform(0, spread), client.fallSilent, lastWord
                 )
         elif line == "stop":
             self.report()
@@ -219,6 +232,7 @@ class Generator:
             rtts=rtts,
             connects=self.connects,
             closes=self.closes,
+            deaths=self.deaths,
         )
 
 

@@ -167,6 +167,63 @@ def detection(kinds: Sequence[str], peers: int, interval: float,
     )
 
 
+# Rules compared by the detection-time table, at the same ping traffic
+# (the same interval), with the defaults' timing in units of the interval:
+# the pong deadline with the defaults (timeout 90 s, pong timeout 5 s),
+# and the timeout alone, with today's 90 s and with the 55 s before it.
+DETECTION_RULES = [
+    ("pong deadline", 90 / 25, 5 / 25),
+    ("timeout 90 s only", 90 / 25, 0),
+    ("timeout 55 s only", 55 / 25, 0),
+]
+
+
+def detection_time(peers: int, scale: float, logdir: str,
+                   rules: Sequence[Tuple[str, float, float]] = DETECTION_RULES
+                   ) -> str:
+    """
+    Peers that answer the server's pings die, each at a random instant
+    within one interval: how long after its death, and after its last
+    data (its last pong), is each one closed?  The defaults' timing
+    divided by C{scale}.  C{late}: the close's p99 after the last data,
+    past what the rule allows (the timeout, or the interval plus the pong
+    timeout): the part that does not scale with the timing.
+    """
+    interval = 25.0 / scale
+    rows = []
+    for name, timeout, pongTimeout in rules:
+        timeout *= interval
+        pongTimeout *= interval
+        with serving("heartbeat", logdir, interval=interval, timeout=timeout,
+                     options=["--pong-timeout", str(pongTimeout)]) as server:
+            with loading(server.port, peers, "hold", ping_interval=0) as load:
+                # Every peer is pinged, and answers, before any dies.
+                time.sleep(interval + 1.0)
+                load.send("go")
+                load.send(f"die {interval}")
+                time.sleep(interval + timeout + 1.0)
+                summary = load.stop()
+        deaths, closes = summary["deaths"], summary["closes"]
+        allowed = interval + pongTimeout if pongTimeout else timeout
+        rows.append([
+            name, f"{timeout:g}", f"{pongTimeout:g}" if pongTimeout else "-",
+            f"{len(closes)}/{peers}",
+            percentile(deaths, 0.5), percentile(deaths, 0.99),
+            max(deaths, default=None),
+            percentile(closes, 0.5), percentile(closes, 0.99),
+            max(closes, default=None),
+            ms(percentile(closes, 0.99) - allowed),
+        ])
+    return table(
+        f"Detection time: {peers} peers that answer pings die at random "
+        f"instants (interval {interval:g} s, the defaults / {scale:g}); "
+        "seconds from death, and from the last data sent, to the close",
+        ["rule", "timeout", "pong timeout", "closed", "death p50", "p99",
+         "max", "last data p50", "p99", "max", "late ms"],
+        rows,
+    )
+
+
 def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
     """
     The server is killed and restarted under its clients.

@@ -11,11 +11,14 @@ C{ok} once it is in effect:
                  new connections accepted but silent): a half-open path
     thaw         relay again, including what waited while frozen
     cut          close both sides of every relayed connection
-    delay SECS   hold each chunk SECS seconds before relaying it
+    delay SECS [SPREAD]
+                 hold each chunk SECS seconds before relaying it, or a
+                 random time within SPREAD of SECS, still in order
 """
 
 from __future__ import annotations
 
+import random
 import sys
 
 from twisted.internet import protocol, stdio
@@ -33,6 +36,8 @@ class Relay(protocol.Protocol):
     def __init__(self, proxy: "Proxy") -> None:
         self.proxy = proxy
         self._pending: list[bytes] = []
+        # When the last chunk held back goes out: none overtakes it.
+        self._releasedAt = 0.0
 
     def connectionMade(self) -> None:
         self.proxy.relays.add(self)
@@ -44,7 +49,11 @@ class Relay(protocol.Protocol):
         if other is None:
             self._pending.append(data)
         elif self.proxy.delay:
-            self.proxy.clock.callLater(self.proxy.delay, other.deliver, data)
+            proxy = self.proxy
+            now = proxy.clock.seconds()
+            delay = proxy.delay + random.uniform(-proxy.spread, proxy.spread)
+            self._releasedAt = max(self._releasedAt, now + delay)
+            proxy.clock.callLater(self._releasedAt - now, other.deliver, data)
         else:
             other.deliver(data)
 
@@ -81,6 +90,7 @@ class Proxy(protocol.Factory):
         self.relays: set[Relay] = set()
         self.frozen = False
         self.delay = 0.0
+        self.spread = 0.0
 
     def buildProtocol(self, addr):
         return Inbound(self)
@@ -100,6 +110,7 @@ class Proxy(protocol.Factory):
                 relay.transport.loseConnection()
         elif name == "delay":
             self.delay = float(words[1])
+            self.spread = float(words[2]) if len(words) > 2 else 0.0
         else:
             raise ValueError(name)
 

@@ -5,15 +5,17 @@ Many library clients in one process, for the fault and storm tests.
         [--initial-delay S] [--max-delay S] [--no-jitter]
 
 Each client is a L{HeartbeatClientFactory} on 127.0.0.1:PORT whose
-application records the echoes it gets back.  It prints C{ready} and obeys
+application records the echoes it gets back; without C{--interval} and
+C{--timeout} it follows the server's timing.  It prints C{ready} and obeys
 one command per stdin line:
 
     send TAG N   every client sends N lines "TAG <client> <k>" (buffered if
                  it is disconnected)
     report       print one JSON line: for each client, the times (wall
                  clock) it tried to connect and its connections proved
-                 healthy, and whether every line it sent came back exactly
-                 once and in order
+                 healthy, whether every line it sent came back exactly
+                 once and in order, and its connection's timing and round
+                 trip
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ class Client(HeartbeatClientFactory):
             self.sendMessage(line)
 
     def report(self) -> dict:
+        protocol = self.connectedProtocol
         return {
+            "interval": protocol and protocol.heartbeatInterval,
+            "smoothedRtt": protocol and protocol.heartbeatSmoothedRtt,
+            "pongDeadline": protocol and protocol.heartbeatPongDeadline,
             "healthyAt": self.healthyAt,
             "attemptedAt": self.attemptedAt,
             "exact": self.received == self.sent,
@@ -101,8 +107,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("count", type=int)
-    parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("--timeout", type=float, default=1.5)
+    parser.add_argument("--interval", type=float)
+    parser.add_argument("--timeout", type=float)
     parser.add_argument("--initial-delay", type=float, default=1.0)
     parser.add_argument("--max-delay", type=float, default=2.0)
     parser.add_argument("--no-jitter", action="store_true")
@@ -110,8 +116,10 @@ def main(argv: list[str]) -> None:
     clients = []
     for number in range(args.count):
         client = Client(number)
-        client.heartbeatInterval = args.interval
-        client.heartbeatTimeout = args.timeout
+        if args.interval is not None:
+            client.heartbeatInterval = args.interval
+        if args.timeout is not None:
+            client.heartbeatTimeout = args.timeout
         client.initialDelay = args.initial_delay
         client.maxDelay = args.max_delay
         client.fullJitter = not args.no_jitter

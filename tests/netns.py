@@ -22,11 +22,23 @@ import itertools
 import os
 import shutil
 import subprocess
+import textwrap
 from typing import List, Optional, Sequence
 
 import pytest
 
 _numbers = itertools.count(1)
+
+# An echo server on port 7000 of the address given, for one connection: run
+# in one namespace, it shows what the path from the other does to data.
+ECHO = textwrap.dedent("""
+    import socket, sys
+    listener = socket.create_server((sys.argv[1], 7000))
+    print("listening", flush=True)
+    connection, _ = listener.accept()
+    while data := connection.recv(100):
+        connection.sendall(data)
+""")
 
 
 def unavailable() -> Optional[str]:
@@ -103,6 +115,12 @@ class Link:
         C{argv} run inside C{namespace} (L{a} or L{b}).
         """
         return ["ip", "netns", "exec", namespace, *argv]
+
+    def device(self, namespace: str) -> str:
+        """
+        The name of the pair's end in C{namespace} (L{a} or L{b}).
+        """
+        return self._devices[(self.a, self.b).index(namespace)]
 
     def down(self) -> None:
         """

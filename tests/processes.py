@@ -90,12 +90,15 @@ class Server(LoggedProcess):
     """
     C{twistd -n heartbeat} on 127.0.0.1, on port 0 (the port it got is read
     from its log) or on a given port (to restart in the same place).
+
+    @param prefix: the command to run it under, such as C{ip netns exec}.
     """
 
-    def __init__(self, *options, port=0, description=None):
+    def __init__(self, *options, port=0, description=None, prefix=()):
         description = description or f"tcp:{port}:interface=127.0.0.1"
         super().__init__(
-            TWISTD
+            list(prefix)
+            + TWISTD
             + ["-n", "--pidfile=", "--logfile=-", "heartbeat"]
             + ["--port", description]
             + list(options)

@@ -25,3 +25,15 @@ def test_hold_scenario_runs_against_the_floor(tmp_path):
     assert [row[1] for row in rows] == ["floor", "heartbeat"]
     assert [row[2] for row in rows] == ["50", "50"]
     assert rows[0][4] == "1.00x"
+
+
+def test_detection_time_scenario_closes_every_dead_peer(tmp_path):
+    """The detection-time table runs: peers that answered pings and died
+    are all closed, within the interval plus the pong timeout of their
+    last data, give or take the machine's lateness."""
+    [rule] = [r for r in scenarios.DETECTION_RULES if r[0] == "pong deadline"]
+    out = scenarios.detection_time(20, 50.0, str(tmp_path), [rule])
+    row = out.splitlines()[-1].split()
+    assert row[:5] == ["pong", "deadline", "1.8", "0.1", "20/20"]
+    lastData99 = float(row[9])
+    assert 0.5 + 0.1 <= lastData99 <= 0.5 + 0.1 + 0.5

@@ -231,14 +231,17 @@ def test_workers_are_nodes_that_share_broadcasts_and_one_status_port(redis):
     try:
         wait_for(lambda: sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1"))
                  == ["box/1", "box/2"], what="both workers registered")
+        # The kernel hands each connection to whichever worker accepts
+        # first: connect until both workers hold some, a bounded number.
         peers = []
-        for n in range(12):
+        spread = set()
+        while len(peers) < 12 or (spread != {"box/1", "box/2"} and len(peers) < 100):
             peer = Peer(server.ports["port"])
-            peer.send(b"heartbeat/1 name=w%d\n" % n)
+            peer.send(b"heartbeat/1 name=w%d\n" % len(peers))
             assert peer.readline().startswith(b"heartbeat/1 ")
             peers.append(peer)
-        wait_for(lambda: len(names(redis)) == 12, what="all in presence")
-        spread = {node for n in range(12) for node in nodes_of(redis, f"w{n}")}
+            wait_for(lambda: len(names(redis)) == len(peers), what="all in presence")
+            spread |= set(nodes_of(redis, f"w{len(peers) - 1}"))
         assert spread == {"box/1", "box/2"}
         peers[0].send(b"to all workers\n")
         for peer in peers[1:]:
@@ -247,19 +250,19 @@ def test_workers_are_nodes_that_share_broadcasts_and_one_status_port(redis):
         def status(path):
             return json.load(urlopen(server.url("status-port", path), timeout=5))
 
-        wait_for(lambda: status("/status.json")["totals"]["open"] == 12,
+        wait_for(lambda: status("/status.json")["totals"]["open"] == len(peers),
                  what="both workers' reports")
         snapshot = status("/status.json")
         assert sorted(n["node"] for n in snapshot["local_nodes"]) == ["box/1", "box/2"]
-        assert len(snapshot["connections"]) == 12
+        assert len(snapshot["connections"]) == len(peers)
         presence = status("/presence.json")
         assert sorted((n["node"], n["alive"]) for n in presence["nodes"]) == [
             ("box/1", True), ("box/2", True)]
-        assert sum(n["connections"] for n in presence["nodes"]) == 12
+        assert sum(n["connections"] for n in presence["nodes"]) == len(peers)
         where = status("/presence.json?name=w3")
         assert where["online"] and where["connections"][0]["transport"] == "line"
         metrics = urlopen(server.url("status-port", "/metrics"), timeout=5).read().decode()
-        assert 'heartbeat_connections_open{transport="line"} 12.0' in metrics
+        assert f'heartbeat_connections_open{{transport="line"}} {len(peers)}.0' in metrics
         assert 'heartbeat_cluster_up{node="box/1"} 1.0' in metrics
         assert 'heartbeat_cluster_messages_sent_total{node="box/' in metrics
         for peer in peers:

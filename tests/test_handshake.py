@@ -85,7 +85,7 @@ def test_json_members_are_the_same_fields_in_camel_case():
 
 def make(clock, **kwargs):
     kwargs.setdefault("heartbeatInterval", 25.0)
-    kwargs.setdefault("heartbeatTimeout", 55.0)
+    kwargs.setdefault("heartbeatTimeout", 90.0)
     return HeartbeatServerFactory(clock=clock, **kwargs)
 
 
@@ -98,7 +98,8 @@ def test_server_answers_with_id_timing_and_name(clock):
     protocol, transport = connect(factory)
     protocol.dataReceived(b"heartbeat/1 name=alice future-thing=3\r\nping 7\nhi\n")
     assert take(transport) == (
-        b"heartbeat/1 id=2 interval=25 timeout=55 max-length=1000 name=alice\n"
+        b"heartbeat/1 id=2 interval=25 timeout=90 pong-timeout=5 max-length=1000 "
+        b"name=alice\n"
         b"pong 7\nhi\n"
     )
     assert protocol.heartbeatName == "alice"
@@ -227,7 +228,7 @@ def test_a_page_that_offers_the_subprotocol_gets_its_hello_answered(clock):
     assert browser.websocket_protocol_in_use == SUBPROTOCOL
     assert hellos(browser) == [{
         "type": "hello", "id": 1, "interval": 1, "timeout": 3,
-        "maxLength": 65536, "name": "dave",
+        "pongTimeout": 5, "maxLength": 65536, "name": "dave",
     }]
     assert server.heartbeatName == "dave"
     goodbye(pump)
@@ -241,7 +242,8 @@ def test_a_page_that_does_not_offer_it_is_greeted_as_before(clock):
     server, browser, pump = open_page(clock, factory, NegotiatingBrowser)
     assert browser.websocket_protocol_in_use is None
     assert hellos(browser) == [
-        {"type": "hello", "interval": 1.0, "timeout": 3.0, "maxLength": 65536}]
+        {"type": "hello", "interval": 1.0, "timeout": 3.0, "pongTimeout": 5,
+         "maxLength": 65536}]
     assert server.heartbeatName is None
     goodbye(pump)
 

@@ -143,34 +143,64 @@ def test_broadcast_to_a_slow_reader_spares_everyone_else(clock):
 
 
 def test_ping_flood_gets_too_many_pings(clock):
-    """A third ping closer than minPingInterval to its predecessor is one
-    strike too many: 'error too many pings', then the close."""
+    """Pings faster than one per minPingInterval use up the burst of 10 and
+    then the one over budget gets 'error too many pings', then the close."""
     factory, (protocol, transport) = make(clock, minPingInterval=1.0)
-    for n in range(3):
+    for n in range(10):
         protocol.dataReceived(b"ping %d\n" % n)
-        clock.advance(0.1)
-    assert take(transport) == b"pong 0\npong 1\npong 2\n"
-    protocol.dataReceived(b"ping 3\n")
+        clock.advance(0.01)
+    assert take(transport) == b"".join(b"pong %d\n" % n for n in range(10))
+    protocol.dataReceived(b"ping 10\n")
     assert transport.value() == b"error too many pings\n"
 
 
 def test_pings_in_one_packet_are_a_flood(clock):
-    """Many pings in one read count as pings at the same instant."""
+    """Many pings in one read count as pings at the same instant: ten
+    answered, then the close."""
     factory, (protocol, transport) = make(clock, minPingInterval=1.0)
     protocol.dataReceived(b"ping\n" * 100)
-    assert transport.value() == b"pong\n" * 3 + b"error too many pings\n"
+    assert transport.value() == b"pong\n" * 10 + b"error too many pings\n"
+
+
+def test_a_burst_of_ten_is_always_answered(clock):
+    """A person typing 'ping' ten times in a few seconds, or a client
+    measuring its round trip ten times in a row, is answered every time,
+    and again once the budget has refilled."""
+    factory, (protocol, transport) = make(
+        clock, minPingInterval=1.0, heartbeatInterval=60.0, heartbeatTimeout=120.0
+    )
+    for burst in range(3):
+        for n in range(10):
+            protocol.dataReceived(b"ping %d\n" % n)
+        assert take(transport) == b"".join(b"pong %d\n" % n for n in range(10))
+        clock.advance(10.0)
+    assert not transport.disconnecting
+
+
+def test_sustained_rate_above_the_floor_is_refused(clock):
+    """One ping every 0.9 s against a 1 s floor: answered while the burst
+    lasts, refused once it is spent."""
+    factory, (protocol, transport) = make(clock, minPingInterval=1.0)
+    while b"error" not in transport.value():
+        protocol.dataReceived(b"ping\n")
+        clock.advance(0.9)
+    # Ping k comes at 0.9 k s, when the budget (10 at once, and one more
+    # each second) holds 10 + 0.9 k: pings 0 to 90 are within it.
+    assert transport.value().count(b"pong\n") == 91
 
 
 def test_honest_pinger_is_never_struck(clock):
-    """A client pinging at the configured interval is never refused, nor one
-    that once in a while pings twice quickly."""
-    factory, (protocol, transport) = make(clock, minPingInterval=1.0)
-    for n in range(200):
-        protocol.dataReceived(b"ping %d\n" % n)
-        if n % 10 == 0:
-            protocol.dataReceived(b"ping again\n")
-        clock.advance(1.0)
-    assert b"error" not in transport.value()
+    """A client pinging at exactly the floor is never refused, nor one at
+    twice the floor that now and then measures its round trip ten times in
+    a row."""
+    for every, bursts in ((1.0, False), (2.0, True)):
+        factory, (protocol, transport) = make(clock, minPingInterval=1.0)
+        for n in range(300):
+            protocol.dataReceived(b"ping %d\n" % n)
+            if bursts and n % 15 == 0:
+                protocol.dataReceived(b"ping again\n" * 9)
+            clock.advance(every)
+        assert b"error" not in transport.value()
 
 
 # Authentication
@@ -264,6 +294,8 @@ def test_refused_connection_lingers_briefly_then_goes(clock):
 def test_keepalive_settings_match_the_heartbeat():
     """Probes start after the interval and fit in the timeout; unacked data
     fails the connection after the timeout."""
+    assert keepalive_settings(25.0, 90.0) == (25, 22, 3, 90000)
+    assert keepalive_settings(25.0, None) == (25, 22, 3, 90000)
     assert keepalive_settings(25.0, 55.0) == (25, 10, 3, 55000)
     assert keepalive_settings(None, 55.0) == (28, 9, 3, 55000)
     assert keepalive_settings(0.2, 0.6) == (1, 1, 3, 600)

@@ -23,19 +23,22 @@ def rss_bytes(pid: int) -> int:
 
 
 def test_ping_flood_is_refused_honest_pinger_is_not():
-    """A peer pinging in a loop hears 'error too many pings'; one pinging
-    every interval is untouched."""
+    """A peer pinging in a loop hears 'error too many pings' after its
+    burst of ten; one pinging every 0.25 s, then ten times at once, is
+    untouched."""
     server = Server("--interval", "1", "--timeout", "3", "--min-ping-interval", "0.2")
     try:
         honest, flooder = server.connect(), server.connect()
         flooder.send(b"ping\n" * 1000)
-        replies = [flooder.readline() for _ in range(4)]
-        assert replies == [b"pong"] * 3 + [b"error too many pings"]
+        replies = [flooder.readline() for _ in range(11)]
+        assert replies == [b"pong"] * 10 + [b"error too many pings"]
         assert flooder.closed_within(5)
         for k in range(6):
             honest.send(b"ping %d\n" % k)
             assert honest.readline() == b"pong %d" % k
             time.sleep(0.25)
+        honest.send(b"".join(b"ping b%d\n" % k for k in range(10)))
+        assert [honest.readline() for _ in range(10)] == [b"pong b%d" % k for k in range(10)]
         assert "pings more often" in server.log()
     finally:
         server.stop()

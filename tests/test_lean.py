@@ -90,8 +90,7 @@ def test_a_connection_sets_no_attribute_after_it_is_made(clock):
         protocol.heartbeatPing()
         protocol.dataReceived(b"pong 1\n")
         clock.advance(25.01)
-        for _ in range(4):
-            protocol.dataReceived(b"ping\n")
+        protocol.dataReceived(b"ping\n" * 11)
         assert b"error too many pings\n" in take(transport)
         protocol.dataReceived(b"x" * 30 + b"\n")
         lose(protocol)

@@ -6,16 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from .netns import link  # noqa: F401  (a fixture)
-
-ECHO = textwrap.dedent("""
-    import socket, sys
-    listener = socket.create_server((sys.argv[1], 7000))
-    print("listening", flush=True)
-    connection, _ = listener.accept()
-    while data := connection.recv(100):
-        connection.sendall(data)
-""")
+from .netns import ECHO, link  # noqa: F401  (a fixture)
 
 PEER = textwrap.dedent("""
     import socket, sys

@@ -32,6 +32,8 @@ def parse(options_class, *argv):
         (["--interval", "abc"], "--interval must be a number >= 0"),
         (["--interval", "nan"], "--interval must be a number >= 0"),
         (["--timeout", "-5"], "--timeout must be a number >= 0"),
+        (["--pong-timeout", "-1"], "--pong-timeout must be a number >= 0"),
+        (["--pong-timeout", "soon"], "--pong-timeout must be a number >= 0"),
         (["--interval", "10", "--timeout", "10"], "--timeout must be greater"),
         (["--interval", "30", "--timeout", "20"], "--timeout must be greater"),
         (["--max-line-length", "0"], "--max-line-length must be a whole number"),
@@ -50,10 +52,12 @@ def test_bad_server_values_name_the_option(argv, message):
 
 
 def test_server_defaults():
-    """Defaults: port 1234 on all interfaces, 25 s / 55 s, 64 KiB, 10,000."""
+    """Defaults: port 1234 on all interfaces, 25 s / 90 s / 5 s, 64 KiB,
+    10,000."""
     options = parse(ServerOptions)
     assert options["port"] == "tcp:1234"
-    assert (options["interval"], options["timeout"]) == (25.0, 55.0)
+    assert (options["interval"], options["timeout"]) == (25.0, 90.0)
+    assert options["pong-timeout"] == 5.0
     assert options["max-line-length"] == 65536
     assert options["max-connections"] == 10000
     assert not options["broadcast"]
@@ -72,9 +76,12 @@ def test_bare_port_number_means_tcp():
 
 
 def test_zero_disables_pings_and_deadline():
-    """--interval 0 and --timeout 0 turn each rule off."""
-    options = parse(ServerOptions, "--interval", "0", "--timeout", "0")
+    """--interval 0, --timeout 0 and --pong-timeout 0 turn each rule off."""
+    options = parse(
+        ServerOptions, "--interval", "0", "--timeout", "0", "--pong-timeout", "0"
+    )
     assert options["interval"] is None and options["timeout"] is None
+    assert options["pong-timeout"] is None
     options = parse(ServerOptions, "--interval", "0", "--timeout", "5")
     assert options["interval"] is None and options["timeout"] == 5.0
 
@@ -85,12 +92,13 @@ def test_service_carries_the_options():
         parse(
             ServerOptions,
             "--port", "tcp:0:interface=127.0.0.1",
-            "--interval", "2", "--timeout", "5",
+            "--interval", "2", "--timeout", "5", "--pong-timeout", "0.5",
             "--max-line-length", "100", "--max-connections", "7",
         )
     )
     factory = service.factory
     assert factory.heartbeatInterval == 2.0 and factory.heartbeatTimeout == 5.0
+    assert factory.heartbeatPongTimeout == 0.5
     assert factory.maxLineLength == 100 and factory.maxConnections == 7
     assert factory.protocol is HeartbeatServerProtocol
     broadcast = served(parse(ServerOptions, "--broadcast"))
@@ -123,11 +131,21 @@ def test_bad_client_values_name_the_option(argv, message):
     assert message in str(raised.value)
 
 
+def test_client_options_say_which_were_given():
+    """The client tells the timing it was given from the defaults it will
+    take from the server instead."""
+    assert parse(ClientOptions, "h:1").given == set()
+    options = parse(ClientOptions, "--timeout", "90", "--pong-timeout", "0", "h:1")
+    assert options.given == {"timeout", "pong-timeout"}
+    assert options["timeout"] == 90.0 and options["pong-timeout"] is None
+
+
 def test_client_defaults_mirror_the_server():
     """The client pings and times out like the server, backs off to 30 s."""
     options = parse(ClientOptions, "127.0.0.1:1234")
     assert options["endpoint"] == "tcp:127.0.0.1:1234"
-    assert (options["interval"], options["timeout"]) == (25.0, 55.0)
+    assert (options["interval"], options["timeout"]) == (25.0, 90.0)
+    assert options["pong-timeout"] == 5.0
     assert (options["initial-delay"], options["max-delay"]) == (1.0, 30.0)
     assert options["buffer-size"] == 1000
 

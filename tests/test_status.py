@@ -125,7 +125,9 @@ def test_snapshot_lists_both_kinds_of_connection(clock):
     assert rows[0]["rtt"] == pytest.approx(0.0) and rows[1]["rtt"] is not None
     assert snapshot["totals"]["open"] == 2
     assert snapshot["totals"]["pings_sent"] == 2
-    assert snapshot["settings"] == {"interval": 1.0, "timeout": 3.0, "max_connections": 10000}
+    assert snapshot["settings"] == {
+        "interval": 1.0, "timeout": 3.0, "pong_timeout": 5.0, "max_connections": 10000}
+    assert rows[0]["pong_deadline"] == 5.0 and rows[1]["pong_deadline"] == 5.0
     assert len(status.snapshot(limit=1)["connections"]) == 1
 
 

@@ -165,7 +165,8 @@ def test_open_joins_the_line_server_and_says_hello(clock):
     server, browser, pump = open_browser(clock, factory)
     assert hub.connections == {server}
     assert json.loads(browser.messages[0]) == {
-        "type": "hello", "interval": 1.0, "timeout": 3.0, "maxLength": 1000}
+        "type": "hello", "interval": 1.0, "timeout": 3.0, "pongTimeout": 5,
+        "maxLength": 1000}
     goodbye(pump)
     assert hub.connections == set()
     assert clock.getDelayedCalls() == []

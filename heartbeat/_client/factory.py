@@ -20,6 +20,12 @@ from .._core.protocol import default_clock, peer_name
 from .._framing.line import SERVER_FULL, UNAUTHORIZED
 from .connector import EndpointConnector
 from .protocol import HeartbeatClientProtocol
+from .timing import (
+    DEFAULT_INTERVAL,
+    DEFAULT_LINE_LENGTH,
+    DEFAULT_PONG_TIMEOUT,
+    DEFAULT_TIMEOUT,
+)
 
 
 class ServerRefused(Exception):
@@ -63,6 +69,18 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         connection, for a server that requires it.
     @ivar name: the name this client gives itself in its handshake, by
         which the server's presence knows it; C{None}: none.
+    @ivar heartbeatInterval: seconds of the server's silence before a ping.
+    @ivar heartbeatTimeout: seconds of the server's silence before it is
+        dropped as dead.
+    @ivar heartbeatPongTimeout: the least pong deadline (see
+        L{heartbeat.HeartbeatProtocol}).
+    @ivar maxLineLength: the longest line taken from the server.
+
+    Each connection takes these four from the server's answer to its
+    handshake, so that an operator sets them in one place; until the answer
+    (and with a server that gives none) the values here apply.  A setting
+    the application sets itself, on the factory or in a subclass, is its
+    own and is kept whatever the server says.
     """
 
     protocol = HeartbeatClientProtocol
@@ -74,9 +92,10 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     maxDelay = 30.0
     fullJitter = True
     maxBufferedMessages = 1000
-    heartbeatInterval: Optional[float] = 25.0
-    heartbeatTimeout: Optional[float] = 55.0
-    maxLineLength = 65536
+    heartbeatInterval: Optional[float] = DEFAULT_INTERVAL
+    heartbeatTimeout: Optional[float] = DEFAULT_TIMEOUT
+    heartbeatPongTimeout: Optional[float] = DEFAULT_PONG_TIMEOUT
+    maxLineLength: int = DEFAULT_LINE_LENGTH
     authToken: Optional[bytes] = None
     name: Optional[str] = None
 

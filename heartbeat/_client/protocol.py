@@ -18,6 +18,7 @@ from .._framing.handshake import (
     parse_handshake,
 )
 from .._framing.line import AUTH, ERROR, HeartbeatLineProtocol
+from .timing import follow_server
 
 
 class HeartbeatClientProtocol(HeartbeatLineProtocol):
@@ -29,6 +30,10 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
     A line C{error <reason>} is held back until the next line: if the
     connection ends first it was the server's reason for closing, otherwise
     it was an application line (an echo, say) and is delivered in order.
+
+    The connection takes its timing and line limit from its factory, then
+    from the server's answer to its handshake (see
+    L{heartbeat._client.timing}).
 
     @ivar heartbeatServerHandshake: the server's answer to the handshake
         (L{Handshake}), or C{None} from a server that did not answer it.
@@ -44,6 +49,7 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         factory = self.factory
         self.heartbeatInterval = factory.heartbeatInterval
         self.heartbeatTimeout = factory.heartbeatTimeout
+        self.heartbeatPongTimeout = factory.heartbeatPongTimeout
         self.maxLineLength = factory.maxLineLength
         super().connectionMade()
         factory.clientConnectionMade(self)
@@ -84,9 +90,11 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
             return False
         if line != self._handshakeSent:
             try:
-                self.heartbeatServerHandshake = parse_handshake(line)
+                self.heartbeatServerHandshake = answer = parse_handshake(line)
             except HandshakeError as e:
                 self.log.warn("the server's handshake is malformed: {why}", why=e)
+            else:
+                follow_server(self, answer)
         return True
 
     def connectionLost(self, reason: Failure) -> None:

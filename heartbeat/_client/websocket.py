@@ -20,6 +20,7 @@ from .._framing.handshake import (
 from .._framing.line import AUTH
 from .._framing.websocket import OPEN, WebSocketHeartbeat, timers_on
 from .factory import HeartbeatClientFactory
+from .timing import follow_server
 
 
 class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtocol):
@@ -59,9 +60,12 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         if self.websocket_protocol_in_use != SUBPROTOCOL:
             return
         try:
-            self.heartbeatServerHandshake = handshake_from_json(message)
+            self.heartbeatServerHandshake = answer = handshake_from_json(message)
         except HandshakeError as e:
             self.factory.log.warn("the server's hello is malformed: {why}", why=e)
+        else:
+            follow_server(self, answer)
+            self.setMessageLimit(self.maxLineLength)
 
     def onPing(self, payload: bytes) -> None:
         self._heard()

@@ -20,8 +20,12 @@ _EPSILON = 1e-6
 # computation, a stopped process): the peer's data may sit unread.
 _BLOCKED = 0.05
 
-# Weight of the newest sample in the smoothed round-trip time (TCP's SRTT).
+# RFC 6298's gains: of the newest sample in the smoothed round-trip time
+# (SRTT), and of its distance from it in the round trip's variation (RTTVAR).
 _RTT_GAIN = 0.125
+_VARIATION_GAIN = 0.25
+# The pong deadline is SRTT + 4 x RTTVAR, as TCP's retransmission timeout.
+_VARIATION_WEIGHT = 4
 
 
 # The mixin's per-connection state and its value before it is first set.
@@ -29,10 +33,15 @@ _SLOT_DEFAULTS = {
     "_heartbeatClock": None,
     "_heartbeatLastReceived": 0.0,
     "_heartbeatSlot": None,
+    # When the latest ping went out, until its pong comes back; and the
+    # ping's before it, still unanswered when the latest went out.
     "_heartbeatPingSentAt": None,
+    "_heartbeatEarlierPingSentAt": None,
     "_heartbeatPingsSent": 0,
     "_heartbeatRtt": None,
+    # Set by the first round-trip sample: the peer answers pings.
     "_heartbeatSmoothedRtt": None,
+    "_heartbeatRttVariation": 0.0,
     "_heartbeatGraced": False,
     # The framing's write cap (L{heartbeat._framing.writecap.WriteCap}), if any.
     "_writeCap": None,
@@ -55,6 +64,17 @@ class HeartbeatProtocol:
     the silence lasts; after C{heartbeatTimeout} seconds of silence
     L{heartbeatTimedOut} is called and the connection is aborted.
 
+    A peer that has answered one of our pings has shown that it answers:
+    from then on a ping it leaves unanswered, with nothing else heard
+    either, for the pong deadline (L{heartbeatPongDeadline}: the measured
+    round trip plus four times its variation, as TCP's retransmission
+    timer, never below C{heartbeatPongTimeout}) means it is dead, however
+    much of the timeout is left.  Such a peer has one ping outstanding at a
+    time: it is pinged again only once its ping is answered or past that
+    deadline, so that round trips longer than the interval are measured
+    instead of piling pings onto a slow link.  A peer that has never
+    answered keeps the timeout rule alone.
+
     The framing is the subclass's: it provides L{sendHeartbeatPing}, answers
     the peer's pings in its own format, and calls L{heartbeatPongReceived}
     with the token of each pong.  Subclasses that override C{connectionMade},
@@ -63,13 +83,17 @@ class HeartbeatProtocol:
     @ivar heartbeatInterval: seconds of silence before a ping; C{None} or
         C{0} sends no pings.
     @ivar heartbeatTimeout: seconds of silence before the peer is declared
-        dead; C{None} or C{0} never declares it.
+        dead; C{None} or C{0} never declares it.  The bound for every peer,
+        whatever the pong deadline says.
+    @ivar heartbeatPongTimeout: the least pong deadline, in seconds; C{None}
+        or C{0} turns the pong deadline off (the timeout alone drops).
     @ivar heartbeatClock: the L{IReactorTime} driving the timers; when
         C{None}, the factory's C{clock}, else the global reactor.
     """
 
     heartbeatInterval: Optional[float] = 25.0
-    heartbeatTimeout: Optional[float] = 55.0
+    heartbeatTimeout: Optional[float] = 90.0
+    heartbeatPongTimeout: Optional[float] = 5.0
     heartbeatClock: Optional[IReactorTime] = None
 
     # Per-connection state lives in slots, filled when the connection is
@@ -137,6 +161,30 @@ class HeartbeatProtocol:
         return self._heartbeatSmoothedRtt
 
     @property
+    def heartbeatRttVariation(self) -> Optional[float]:
+        """
+        How far samples stray from the smoothed round trip, smoothed as TCP
+        smooths it (RFC 6298's RTTVAR, gain 1/4), or C{None} before the
+        first sample.
+        """
+        if self._heartbeatSmoothedRtt is None:
+            return None
+        return self._heartbeatRttVariation
+
+    @property
+    def heartbeatPongDeadline(self) -> Optional[float]:
+        """
+        Seconds a ping may now go unanswered, with nothing else heard, before
+        the peer is declared dead: the smoothed round trip plus four times
+        its variation, never below C{heartbeatPongTimeout}.  C{None} while
+        the rule does not apply: the peer has never answered a ping, or
+        C{heartbeatPongTimeout} is C{0}.
+        """
+        if not self.heartbeatPongTimeout or self._heartbeatSmoothedRtt is None:
+            return None
+        return self._heartbeatPingLifetime()
+
+    @property
     def heartbeatPingsSent(self) -> int:
         """
         How many pings this connection has sent.
@@ -185,6 +233,7 @@ class HeartbeatProtocol:
         self._heartbeatPingsSent += 1
         token = b"%d" % (self._heartbeatPingsSent,)
         clock = self._heartbeatClock or self._heartbeatResolveClock()
+        self._heartbeatEarlierPingSentAt = self._heartbeatPingSentAt
         self._heartbeatPingSentAt = clock.seconds()
         self.sendHeartbeatPing(token)
         return token
@@ -193,24 +242,46 @@ class HeartbeatProtocol:
         """
         The framing calls this with the token of each pong received.
 
-        A pong for the latest ping gives a round-trip sample; others (no
-        token, an older ping's, a forged one) are only signs of life.
+        A pong for the latest ping, or for the one before it if that was
+        still unanswered when the latest went out, gives a round-trip
+        sample; others (no token, a ping answered already, a forged token)
+        are only signs of life.
         """
-        sentAt = self._heartbeatPingSentAt
         clock = self._heartbeatClock
-        if (
-            sentAt is None
-            or clock is None
-            or token != b"%d" % (self._heartbeatPingsSent,)
-        ):
+        if clock is None or token is None:
             return
-        self._heartbeatPingSentAt = None
-        rtt = clock.seconds() - sentAt
+        sentAt = self._heartbeatPingSentAt
+        if sentAt is not None and token == b"%d" % (self._heartbeatPingsSent,):
+            self._heartbeatPingSentAt = None
+            self._heartbeatSample(clock.seconds() - sentAt)
+            # Data only ever postpones what the wheel holds this connection
+            # for, but this pong may bring its next ping forward: the ping
+            # was held back until the pong or the deadline.
+            slot = self._heartbeatSlot
+            if slot is not None:
+                wheel_for(clock).unschedule(self, slot)
+                self._heartbeatArm()
+            return
+        sentAt = self._heartbeatEarlierPingSentAt
+        if sentAt is not None and token == b"%d" % (self._heartbeatPingsSent - 1,):
+            self._heartbeatEarlierPingSentAt = None
+            self._heartbeatSample(clock.seconds() - sentAt)
+
+    def _heartbeatSample(self, rtt: float) -> None:
+        """
+        Fold a round-trip sample into the estimates, as RFC 6298 does.
+        """
         self._heartbeatRtt = rtt
         smoothed = self._heartbeatSmoothedRtt
-        self._heartbeatSmoothedRtt = (
-            rtt if smoothed is None else smoothed + _RTT_GAIN * (rtt - smoothed)
-        )
+        if smoothed is None:
+            self._heartbeatSmoothedRtt = rtt
+            self._heartbeatRttVariation = rtt / 2
+        else:
+            variation = self._heartbeatRttVariation
+            self._heartbeatRttVariation = variation + _VARIATION_GAIN * (
+                abs(smoothed - rtt) - variation
+            )
+            self._heartbeatSmoothedRtt = smoothed + _RTT_GAIN * (rtt - smoothed)
         self.heartbeatRoundTrip(rtt)
 
     # Hooks for subclasses
@@ -236,16 +307,28 @@ class HeartbeatProtocol:
 
     def heartbeatTimedOut(self, silence: float) -> None:
         """
-        The peer has been silent for C{silence} seconds, past the timeout.
+        The peer has been silent for C{silence} seconds: past the timeout,
+        or with our ping unanswered past the pong deadline.
 
         Called just before the connection is aborted; by default, logs it.
         """
-        self._heartbeatLog.info(
-            "{peer} silent for {silence:.3f}s (timeout {timeout}s), aborting",
-            peer=peer_name(self),
-            silence=silence,
-            timeout=self.heartbeatTimeout,
-        )
+        timeout = self.heartbeatTimeout
+        if timeout and silence + _EPSILON >= timeout:
+            self._heartbeatLog.info(
+                "{peer} silent for {silence:.3f}s (timeout {timeout}s), aborting",
+                peer=peer_name(self),
+                silence=silence,
+                timeout=timeout,
+            )
+        else:
+            self._heartbeatLog.info(
+                "{peer} silent for {silence:.3f}s, ping {token} unanswered "
+                "past the pong deadline ({deadline:.3f}s), aborting",
+                peer=peer_name(self),
+                silence=silence,
+                token=self._heartbeatPingsSent,
+                deadline=self._heartbeatPingLifetime(),
+            )
 
     def heartbeatAbort(self) -> None:
         """
@@ -266,21 +349,52 @@ class HeartbeatProtocol:
             clock = getattr(getattr(self, "factory", None), "clock", None)
         return clock if clock is not None else default_clock()
 
+    def _heartbeatPingLifetime(self) -> float:
+        """
+        How long a ping to a peer that has answered before stays
+        outstanding: SRTT + 4 x RTTVAR, never below C{heartbeatPongTimeout}.
+        """
+        floor = self.heartbeatPongTimeout or 0.0
+        smoothed = self._heartbeatSmoothedRtt
+        if smoothed is None:
+            return floor
+        return max(
+            floor, smoothed + _VARIATION_WEIGHT * self._heartbeatRttVariation
+        )
+
+    def _heartbeatNextEvent(self, last: float) -> Optional[float]:
+        """
+        When this connection's next ping or deadline falls due, or C{None}.
+
+        @param last: when the peer last sent anything.
+        """
+        timeout = self.heartbeatTimeout
+        when = last + timeout if timeout else None
+        interval = self.heartbeatInterval
+        sentAt = self._heartbeatPingSentAt
+        if sentAt is None or self._heartbeatSmoothedRtt is None:
+            # Nothing outstanding, or a peer that has never answered: the
+            # next ping comes an interval after we last heard or pinged.
+            if interval:
+                ping = (last if sentAt is None or sentAt < last else sentAt) + interval
+                if when is None or ping < when:
+                    when = ping
+            return when
+        expires = sentAt + self._heartbeatPingLifetime()
+        if sentAt >= last and self.heartbeatPongTimeout:
+            # Nothing heard since our ping: dead at its deadline.
+            return expires if when is None or expires < when else when
+        if interval:
+            ping = max(expires, (last if sentAt < last else sentAt) + interval)
+            if when is None or ping < when:
+                when = ping
+        return when
+
     def _heartbeatArm(self) -> None:
         """
         File this connection on the wheel for its next ping or deadline.
         """
-        interval = self.heartbeatInterval
-        timeout = self.heartbeatTimeout
-        last = self._heartbeatLastReceived
-        when = None
-        if timeout:
-            when = last + timeout
-        if interval:
-            sentAt = self._heartbeatPingSentAt
-            ping = (last if sentAt is None or sentAt < last else sentAt) + interval
-            if when is None or ping < when:
-                when = ping
+        when = self._heartbeatNextEvent(self._heartbeatLastReceived)
         if when is not None:
             self._heartbeatSlot = wheel_for(self._heartbeatClock).schedule(
                 self, when
@@ -290,9 +404,20 @@ class HeartbeatProtocol:
         self._heartbeatSlot = None
         if self._heartbeatClock is None:
             return
+        last = self._heartbeatLastReceived
+        silence = now - last
         timeout = self.heartbeatTimeout
-        silence = now - self._heartbeatLastReceived
-        if timeout and silence + _EPSILON >= timeout:
+        dead = timeout and silence + _EPSILON >= timeout
+        sentAt = self._heartbeatPingSentAt
+        if (
+            not dead
+            and sentAt is not None
+            and sentAt >= last
+            and self._heartbeatSmoothedRtt is not None
+            and self.heartbeatPongTimeout
+        ):
+            dead = now + _EPSILON >= sentAt + self._heartbeatPingLifetime()
+        if dead:
             if lateness > _BLOCKED and not self._heartbeatGraced:
                 # The reactor was blocked: the peer's answer may be waiting
                 # unread.  Look again one slot later, once the reactor has
@@ -306,15 +431,11 @@ class HeartbeatProtocol:
             self.heartbeatAbort()
             return
         self._heartbeatGraced = False
-        interval = self.heartbeatInterval
-        if interval:
-            sentAt = self._heartbeatPingSentAt
-            since = now - (
-                self._heartbeatLastReceived
-                if sentAt is None or sentAt < self._heartbeatLastReceived
-                else sentAt
-            )
-            if since + _EPSILON >= interval:
+        if self.heartbeatInterval:
+            # Every deadline up to now has been dealt with: what falls due
+            # now is the ping.
+            ping = self._heartbeatNextEvent(last)
+            if ping is not None and ping <= now + _EPSILON:
                 self.heartbeatPing()
         if self._heartbeatClock is not None:
             self._heartbeatArm()

@@ -10,7 +10,7 @@ where the server asks for one)::
 
 and the server answers, before anything else it sends::
 
-    heartbeat/1 id=7 interval=25 timeout=90 max-length=65536 name=alice
+    heartbeat/1 id=7 interval=25 timeout=90 pong-timeout=5 max-length=65536 name=alice
 
 Both are the version C{heartbeat/1} followed by fields, each C{key} or
 C{key=value}, separated by single spaces.  A key is lower-case letters,
@@ -220,7 +220,10 @@ def seconds(value: Optional[float]) -> Union[int, float]:
 
 
 def timing_fields(
-    interval: Optional[float], timeout: Optional[float], maxLength: Optional[int]
+    interval: Optional[float],
+    timeout: Optional[float],
+    pongTimeout: Optional[float],
+    maxLength: Optional[int],
 ) -> Tuple[Tuple[str, Union[int, float]], ...]:
     """
     The server's timing and line limit, as its answer carries them.
@@ -228,5 +231,6 @@ def timing_fields(
     return (
         ("interval", seconds(interval)),
         ("timeout", seconds(timeout)),
+        ("pong-timeout", seconds(pongTimeout)),
         ("max-length", maxLength or 0),
     )

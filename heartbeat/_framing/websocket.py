@@ -167,9 +167,9 @@ class WebSocketHeartbeat(HeartbeatProtocol):
     def heartbeatSettings(self) -> Any:
         """
         What this connection takes its C{heartbeatInterval},
-        C{heartbeatTimeout} and C{maxLineLength} from when it connects: by
-        default itself (its class attributes), as with any
-        L{HeartbeatProtocol}.
+        C{heartbeatTimeout}, C{heartbeatPongTimeout} (if it has one: else
+        the class's) and C{maxLineLength} from when it connects: by default
+        itself (its class attributes), as with any L{HeartbeatProtocol}.
         """
         return self
 
@@ -179,17 +179,26 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         settings = self.heartbeatSettings()
         self.heartbeatInterval = settings.heartbeatInterval
         self.heartbeatTimeout = settings.heartbeatTimeout
-        self.maxLineLength = limit = settings.maxLineLength
+        self.heartbeatPongTimeout = getattr(
+            settings, "heartbeatPongTimeout", self.heartbeatPongTimeout
+        )
         # Autobahn copies its factory's options into the connection here.
         super().connectionMade()
+        self.setMessageLimit(settings.maxLineLength)
+        if self.maxWriteBuffer is not None:
+            self._writeCap = WriteCap.attach(self)
+
+    def setMessageLimit(self, limit: Optional[int]) -> None:
+        """
+        Hold application messages to C{limit} bytes (L{maxLineLength}).
+        """
+        self.maxLineLength = limit
         if limit is not None:
             # Autobahn would close on any frame over its limits, heartbeats
             # included: they get room for both, and onMessage holds
             # application messages to the application's limit.
             self.maxFramePayloadSize = max(limit, _MAX_HEARTBEAT)
             self.maxMessagePayloadSize = max(limit, _MAX_HEARTBEAT)
-        if self.maxWriteBuffer is not None:
-            self._writeCap = WriteCap.attach(self)
 
     def onPing(self, payload: bytes) -> None:
         self.heartbeatPingReceived(payload or None)

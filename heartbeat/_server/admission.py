@@ -164,6 +164,7 @@ class CountedByServer:
             timing_fields(
                 server.heartbeatInterval,
                 server.heartbeatTimeout,
+                server.heartbeatPongTimeout,
                 server.maxLineLength,
             )
         )

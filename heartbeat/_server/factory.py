@@ -31,11 +31,15 @@ class HeartbeatServerFactory(Factory):
     Serves heartbeat line connections, at most L{maxConnections} at once.
 
     @ivar connections: the live (registered) connections.
+    @ivar heartbeatPongTimeout: the least pong deadline (see
+        L{HeartbeatProtocol}); C{None}: no pong deadline, the timeout alone.
     @ivar maxConnections: how many connections are served at once; the
         next one is told C{error server full} and closed.  C{None}: no cap.
-    @ivar minPingInterval: pings from a peer closer together than this earn
-        strikes; more than two get C{error too many pings} and a close.
-        C{None}: any rate.
+    @ivar minPingInterval: the sustained rate of pings a peer may send, one
+        per this many seconds, after a burst of
+        L{heartbeat._server.line.PING_BURST}; a peer over
+        that budget gets C{error too many pings} and a close.  C{None}: any
+        rate.
     @ivar lineTimeout: see L{HeartbeatLineProtocol.lineTimeout}.
     @ivar maxWriteBuffer: see L{HeartbeatLineProtocol.maxWriteBuffer}.
     @ivar authToken: when set, the first line of every connection must be
@@ -65,7 +69,7 @@ class HeartbeatServerFactory(Factory):
     def __init__(
         self,
         heartbeatInterval: Optional[float] = 25.0,
-        heartbeatTimeout: Optional[float] = 55.0,
+        heartbeatTimeout: Optional[float] = 90.0,
         maxLineLength: int = 65536,
         maxConnections: Optional[int] = 10000,
         clock: Optional[IReactorTime] = None,
@@ -76,9 +80,11 @@ class HeartbeatServerFactory(Factory):
         authTimeout: float = 5.0,
         tcpKeepalive: bool = False,
         cluster: Optional[Cluster] = None,
+        heartbeatPongTimeout: Optional[float] = 5.0,
     ) -> None:
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
+        self.heartbeatPongTimeout = heartbeatPongTimeout
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
         self.clock = clock if clock is not None else default_clock()

@@ -26,8 +26,12 @@ from .._framing.line import (
 )
 from .admission import CountedByServer
 
-# Pings closer together than minPingInterval tolerated before the close.
-MAX_PING_STRIKES = 2
+# Pings a peer may send at once, however close together, before the
+# factory's minPingInterval governs its rate: enough for a person typing
+# "ping" a few times, or a client measuring its round trip in a burst.
+PING_BURST = 10
+# What float rounding may add to the budget: a ping exactly on time is in.
+_ROUNDING = 1e-6
 
 
 class _FactorySetting:
@@ -68,15 +72,18 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
     log = Logger()
     heartbeatInterval = _FactorySetting()  # type: ignore[assignment]
     heartbeatTimeout = _FactorySetting()  # type: ignore[assignment]
+    heartbeatPongTimeout = _FactorySetting()  # type: ignore[assignment]
     maxLineLength = _perLineSetting("maxLineLength")  # type: ignore[assignment]
     lineTimeout = _perLineSetting("lineTimeout")  # type: ignore[assignment]
     maxWriteBuffer = _perLineSetting("maxWriteBuffer")  # type: ignore[assignment]
-    _lastPingAt: Optional[float]
-    _pingStrikes: int
+    # The ping budget, as a time (the generic cell rate algorithm): each
+    # ping moves it one minPingInterval later, and a ping that finds it
+    # more than PING_BURST - 1 intervals ahead of the clock is over budget.
+    _pingBudgetAt: float
     # Why this side ended the connection, for its last log line; C{None}:
     # the peer ended it, or the network did.
     _endedBecause: Optional[str]
-    _connectionState = {"_lastPingAt": None, "_pingStrikes": 0, "_endedBecause": None}
+    _connectionState = {"_pingBudgetAt": 0.0, "_endedBecause": None}
 
     def connectionMade(self) -> None:
         if not self.heartbeatJoin():
@@ -135,19 +142,20 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         if minimum:
             # The time the data holding this ping arrived, already taken.
             now = self._heartbeatLastReceived
-            last, self._lastPingAt = self._lastPingAt, now
-            if last is not None and now - last < minimum:
-                self._pingStrikes += 1
-                if self._pingStrikes > MAX_PING_STRIKES:
-                    self.log.warn(
-                        "{peer} pings more often than every {minimum}s",
-                        peer=peer_name(self),
-                        minimum=minimum,
-                    )
-                    self.closeWithError(TOO_MANY_PINGS, quiet=True)
-                    return
-            else:
-                self._pingStrikes = 0
+            budgetAt = self._pingBudgetAt
+            if budgetAt < now:
+                budgetAt = now
+            elif budgetAt - now > (PING_BURST - 1) * minimum + _ROUNDING:
+                self.log.warn(
+                    "{peer} pings more often than every {minimum}s "
+                    "(after a burst of {burst})",
+                    peer=peer_name(self),
+                    minimum=minimum,
+                    burst=PING_BURST,
+                )
+                self.closeWithError(TOO_MANY_PINGS, quiet=True)
+                return
+            self._pingBudgetAt = budgetAt + minimum
         super().pingReceived(token)
 
     def messageReceived(self, line: bytes) -> None:

@@ -39,7 +39,7 @@ def keepalive_settings(interval: Optional[float], timeout: Optional[float]):
 
     @return: C{(idle, probeInterval, probes, userTimeoutMilliseconds)}.
     """
-    timeout = timeout or 55.0
+    timeout = timeout or 90.0
     idle = max(1, math.ceil(interval or timeout / 2))
     probeInterval = max(1, math.ceil((timeout - idle) / PROBES))
     return idle, probeInterval, PROBES, max(1, round(timeout * 1000))

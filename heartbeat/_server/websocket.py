@@ -20,6 +20,7 @@ from .._framing.handshake import (
     HandshakeError,
     handshake_from_json,
     json_fields,
+    seconds,
 )
 from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
 from .._framing.websocket import (
@@ -95,6 +96,7 @@ class HeartbeatWebSocketServerProtocol(
             "hello",
             interval=self.heartbeatInterval,
             timeout=self.heartbeatTimeout,
+            pongTimeout=seconds(self.heartbeatPongTimeout),
             maxLength=self.maxLineLength,
         )
 

@@ -33,6 +33,15 @@ log = Logger()
 
 _ENDPOINT_TYPES = ("tcp", "tcp6", "ssl", "tls", "unix", "systemd")
 
+# The options a client otherwise takes from the server's handshake answer,
+# and the factory's settings they set.
+_SERVER_SETTINGS = (
+    ("interval", "heartbeatInterval"),
+    ("timeout", "heartbeatTimeout"),
+    ("pong-timeout", "heartbeatPongTimeout"),
+    ("max-line-length", "maxLineLength"),
+)
+
 
 def client_description(target: str) -> str:
     """
@@ -54,7 +63,10 @@ class Options(HeartbeatOptions):
         "drops a dead one and reconnects with jittered backoff; lines typed "
         "while disconnected are sent after reconnection.  Logs go to "
         "stderr.  Exits 1 if the server refuses the client "
-        "(error unauthorized)."
+        "(error unauthorized).  --interval, --timeout, --pong-timeout "
+        "and --max-line-length follow the server's, as its handshake "
+        "answer announces them, unless given here; the defaults shown "
+        "apply until it answers."
     )
     optParameters = [
         [
@@ -225,14 +237,22 @@ class _StdinLines(LineReceiver):
         pass
 
 
+def configure(factory: HeartbeatClientFactory, options: Options) -> None:
+    """
+    Give the client the timing and line limit its command line gives; those
+    left out follow the server's announcement.
+    """
+    for option, setting in _SERVER_SETTINGS:
+        if option in options.given:
+            setattr(factory, setting, options[option])
+
+
 def _run(reactor, options: Options):
     from twisted.internet.stdio import StandardIO
 
     factory = HeartbeatClientFactory()
     factory.protocol = _PrintingProtocol
-    factory.heartbeatInterval = options["interval"]
-    factory.heartbeatTimeout = options["timeout"]
-    factory.maxLineLength = options["max-line-length"]
+    configure(factory, options)
     factory.initialDelay = options["initial-delay"]
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]

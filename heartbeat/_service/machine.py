@@ -85,6 +85,7 @@ def machine_service(options: usage.Options, reactor) -> IService:
     reports = WorkerReports(
         nodeId,
         {"interval": options["interval"], "timeout": options["timeout"],
+         "pong_timeout": options["pong-timeout"],
          "max_connections": options["max-connections"]},
         cluster,
         reactor,

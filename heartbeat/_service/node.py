@@ -121,6 +121,7 @@ def server_factory(
     factory = server_factory_class(options)(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
+        heartbeatPongTimeout=options["pong-timeout"],
         maxLineLength=options["max-line-length"],
         maxConnections=options["max-connections"],
         minPingInterval=options["min-ping-interval"],

@@ -66,12 +66,28 @@ def read_token(options: usage.Options, name: str) -> Optional[bytes]:
     return token
 
 
+def _recorded(name: str):
+    """
+    An option handler that takes the value as usual and records that the
+    option was given, so that a client can tell its own settings from the
+    defaults it would rather take from the server.  It has no docstring:
+    the option keeps the help of its C{optParameters} entry.
+    """
+
+    def handler(self: "HeartbeatOptions", value: str) -> None:
+        self[name] = value
+        self.given.add(name)
+
+    return handler
+
+
 class HeartbeatOptions(usage.Options):
     """
     The heartbeat timing and framing options, for both ends.
 
-    After parsing, C{interval} and C{timeout} hold seconds or C{None}
-    (disabled) and C{max-line-length} an int.
+    After parsing, C{interval}, C{timeout} and C{pong-timeout} hold seconds
+    or C{None} (disabled) and C{max-line-length} an int; L{given} names the
+    ones that were given rather than left at their defaults.
     """
 
     optParameters = [
@@ -84,9 +100,18 @@ class HeartbeatOptions(usage.Options):
         [
             "timeout",
             None,
-            "55",
+            "90",
             "Close a connection silent for this many seconds; must be "
             "greater than --interval (0: never close).",
+        ],
+        [
+            "pong-timeout",
+            None,
+            "5",
+            "Close a peer that has answered a ping before once a ping stays "
+            "unanswered, with nothing else heard, past its pong deadline: "
+            "its measured round trip plus four times its variation, never "
+            "less than this many seconds (0: only --timeout closes).",
         ],
         [
             "max-line-length",
@@ -103,6 +128,15 @@ class HeartbeatOptions(usage.Options):
         ],
     ]
 
+    opt_interval = _recorded("interval")
+    opt_timeout = _recorded("timeout")
+    opt_pong_timeout = _recorded("pong-timeout")
+    opt_max_line_length = _recorded("max-line-length")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: set = set()
+
     def postOptions(self) -> None:
         self["interval"] = interval = seconds_or_none(self, "interval")
         self["timeout"] = timeout = seconds_or_none(self, "timeout")
@@ -112,6 +146,7 @@ class HeartbeatOptions(usage.Options):
                 f"({timeout:g} <= {interval:g}): a peer must get a ping "
                 "before it is declared dead"
             )
+        self["pong-timeout"] = seconds_or_none(self, "pong-timeout")
         self["max-line-length"] = positive_int(self, "max-line-length")
         self["auth-token"] = read_token(self, "auth-token-file")
 

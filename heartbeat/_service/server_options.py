@@ -158,7 +158,9 @@ class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
         "answered with 'pong [token]', a connection silent for --interval "
-        "seconds is pinged and one silent for --timeout seconds is closed. "
+        "seconds is pinged and one silent for --timeout seconds is closed, "
+        "as is one that has answered a ping and leaves a later one "
+        "unanswered past its pong deadline (--pong-timeout). "
         "Any other line is echoed back, or with --broadcast relayed to "
         "every other connection."
     )
@@ -197,9 +199,10 @@ class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
             "min-ping-interval",
             None,
             None,
-            "Pings from a peer closer together than this many seconds earn "
-            "strikes; more than 2 get 'error too many pings' and a close "
-            "(0: any rate). [default: 1, or half of --interval if smaller]",
+            "After a burst of 10 pings, a peer may ping once per this many "
+            "seconds; one over that budget gets 'error too many pings' and "
+            "a close (0: any rate). [default: 1, or half of --interval if "
+            "smaller]",
         ],
         [
             "line-timeout",

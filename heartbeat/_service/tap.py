@@ -31,11 +31,13 @@ class _Started(MultiService):
         options = self.options
         log.info(
             "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
-            "max {maxConnections} connections, {mode}, {auth}",
+            "pong timeout {pongTimeout}, max {maxConnections} connections, "
+            "{mode}, {auth}",
             auth="auth required" if options["auth-token"] else "open (no auth)",
             port=options["port"],
             interval=options["interval"],
             timeout=options["timeout"],
+            pongTimeout=options["pong-timeout"],
             maxConnections=options["max-connections"],
             mode="broadcast" if options["broadcast"] else "echo",
         )

@@ -38,6 +38,7 @@ def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
         "rtt": protocol.heartbeatRtt,
         "smoothed_rtt": protocol.heartbeatSmoothedRtt,
         "peer_pings": protocol.heartbeatPeerPinged,
+        "pong_deadline": protocol.heartbeatPongDeadline,
     }
 
 
@@ -70,6 +71,7 @@ def node_report(server: Any, limit: Optional[int] = None) -> Report:
         "settings": {
             "interval": server.heartbeatInterval,
             "timeout": server.heartbeatTimeout,
+            "pong_timeout": server.heartbeatPongTimeout,
             "max_connections": server.maxConnections,
         },
         "totals": {

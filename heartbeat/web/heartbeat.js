@@ -3,7 +3,12 @@
 // A page cannot see WebSocket ping frames, so it pings the server itself
 // (JSON {"type":"ping","t":N}) whenever the server has been silent for
 // `interval` seconds, and treats a server silent for `timeout` seconds as
-// dead: it drops the socket and reconnects, waiting a random delay in
+// dead.  Once the server has answered one of its pings, a ping left
+// unanswered (with nothing else heard) past the pong deadline also means
+// dead: the measured round trip plus four times its variation, as TCP's
+// retransmission timer, never below `pongTimeout`; and the page then has
+// one ping outstanding at a time.  A dead server's socket is dropped and
+// the page reconnects, waiting a random delay in
 // [0, min(maxDelay, initialDelay * 2 ** attempt)] (full jitter) so that a
 // crowd of pages cut off together does not return at the same instant.
 // The attempts start over once a connection has proven healthy: the server
@@ -16,9 +21,10 @@
 // The page offers the subprotocol heartbeat.v1: a server that takes it
 // waits for the page's own hello (its handshake: the name it goes by) and
 // answers with its hello.  The server's first message on a connection, its
-// hello, gives its timing and its message limit; later ones, or any timing
-// below MIN_SECONDS, are not taken: a peer's message relayed by the server
-// cannot pass for one.
+// hello, gives its timing (interval, timeout, pong timeout) and its message
+// limit, each taken unless the page's own options set it; later ones, or
+// any timing below MIN_SECONDS, are not taken: a peer's message relayed by
+// the server cannot pass for one.
 //
 // Plain ES module, no dependencies: import it from the server's
 // /heartbeat.js.  Times are in seconds, like the server's options.  It runs
@@ -39,8 +45,12 @@ const UNAUTHORIZED = 4001;
 const TRY_AGAIN_LATER = 4013;
 // Timing until a server says otherwise, and the shortest taken from one.
 const INTERVAL = 25;
-const TIMEOUT = 55;
+const TIMEOUT = 90;
+const PONG_TIMEOUT = 5;
 const MIN_SECONDS = 0.1;
+// RFC 6298's gains for the smoothed round trip and its variation.
+const RTT_GAIN = 1 / 8;
+const VARIATION_GAIN = 1 / 4;
 // The server's default --max-line-length, until its hello says.
 const MAX_LENGTH = 65536;
 // How long an attempt may take to hear from the server.
@@ -92,9 +102,12 @@ function parseControl(data) {
  *
  * state: "connecting", "open" (the server has answered), "reconnecting"
  * (waiting out the backoff) or "closed" (after close()).  rtt: seconds of
- * the last answered ping, or null.  Events: "open", "close" (a CloseEvent
- * for each lost connection; in Node before 23, an Event with its code,
- * reason and wasClean), "message" (a MessageEvent, heartbeats never
+ * the last answered ping, or null.  pongDeadline: seconds a ping may now go
+ * unanswered before the server is dropped, or null while that rule does not
+ * apply (the server has not answered a ping on this connection yet).
+ * Events: "open", "close" (a CloseEvent for each lost connection; in Node
+ * before 23, an Event with its code, reason and wasClean), "message" (a
+ * MessageEvent, heartbeats never
  * included) and "statechange" (detail: {state, previous}).
  *
  * send() throws RangeError for a string holding a newline or a message
@@ -103,8 +116,8 @@ function parseControl(data) {
  * turns out to be over the limit of the server's hello is not sent, and an
  * "error" event (detail: {data, error}) says so.
  *
- * Options: interval and timeout (by default the server's, from its hello;
- * 25 and 55 until then), maxLength (likewise, 65536 until then),
+ * Options: interval, timeout and pongTimeout (by default the server's, from
+ * its hello; 25, 90 and 5 until then), maxLength (likewise, 65536 until then),
  * connectTimeout (10: an attempt that has not heard from the server by then
  * is dropped for the next; at most the timeout), initialDelay (1), maxDelay
  * (30), maxBuffered (1000), protocols, authToken (sent first, as "auth
@@ -122,6 +135,7 @@ export class HeartbeatSocket extends EventTarget {
     this.url = url;
     this.interval = options.interval ?? INTERVAL;
     this.timeout = options.timeout ?? TIMEOUT;
+    this.pongTimeout = options.pongTimeout ?? PONG_TIMEOUT;
     this.maxLength = options.maxLength ?? MAX_LENGTH;
     this.connectTimeout = options.connectTimeout ?? CONNECT_TIMEOUT;
     this.initialDelay = options.initialDelay ?? 1;
@@ -138,6 +152,9 @@ export class HeartbeatSocket extends EventTarget {
     this._attempt = 0;
     this._pings = 0;
     this._pingSentAt = null;
+    this._earlierPingSentAt = null;
+    this._srtt = null;
+    this._rttvar = 0;
     this._dueAt = Infinity;
     this._graced = false;
     this._ws = null;
@@ -170,8 +187,13 @@ export class HeartbeatSocket extends EventTarget {
   ping() {
     if (this._ws?.readyState !== OPEN) return;
     this._pings += 1;
+    this._earlierPingSentAt = this._pingSentAt;
     this._pingSentAt = this._clock.now();
     this._ws.send(JSON.stringify({ type: "ping", t: this._pings }));
+  }
+
+  get pongDeadline() {
+    return this.pongTimeout && this._srtt !== null ? this._pingLifetime() : null;
   }
 
   /** Close for good: no more reconnecting; buffered messages are dropped. */
@@ -201,7 +223,9 @@ export class HeartbeatSocket extends EventTarget {
     this._ws = ws;
     this.serverHello = null;
     this._lastHeard = this._clock.now();
-    this._pingSentAt = null;
+    // A new connection, maybe by another path: nothing measured on it yet.
+    this._pingSentAt = this._earlierPingSentAt = this._srtt = null;
+    this._rttvar = 0;
     this._arm();
   }
 
@@ -257,10 +281,42 @@ export class HeartbeatSocket extends EventTarget {
       this.dispatchEvent(new MessageEvent("message", { data }));
     } else if (control.type === "ping") {
       if (Number.isInteger(control.t)) this._ws.send(JSON.stringify({ type: "pong", t: control.t }));
-    } else if (control.type === "pong" && control.t === this._pings && this._pingSentAt !== null) {
-      this.rtt = now - this._pingSentAt;
-      this._pingSentAt = null;
+    } else if (control.type === "pong") {
+      this._pong(control.t, now);
     }
+  }
+
+  // A pong for the latest ping, or for the one before it if that was still
+  // unanswered when the latest went out, gives a round-trip sample.
+  _pong(t, now) {
+    if (t === this._pings && this._pingSentAt !== null) {
+      this._sample(now - this._pingSentAt);
+      this._pingSentAt = null;
+      // The next ping was held back until this pong: it may be due sooner.
+      this._cancelTimer();
+      this._arm();
+    } else if (t === this._pings - 1 && this._earlierPingSentAt !== null) {
+      this._sample(now - this._earlierPingSentAt);
+      this._earlierPingSentAt = null;
+    }
+  }
+
+  // RFC 6298's smoothed round trip and variation.
+  _sample(rtt) {
+    this.rtt = rtt;
+    if (this._srtt === null) {
+      this._srtt = rtt;
+      this._rttvar = rtt / 2;
+    } else {
+      this._rttvar += VARIATION_GAIN * (Math.abs(this._srtt - rtt) - this._rttvar);
+      this._srtt += RTT_GAIN * (rtt - this._srtt);
+    }
+  }
+
+  // How long a ping to a server that has answered stays outstanding.
+  _pingLifetime() {
+    const floor = this.pongTimeout || 0;
+    return this._srtt === null ? floor : Math.max(floor, this._srtt + 4 * this._rttvar);
   }
 
   // The server's timing and limit, for this connection.  A server that
@@ -276,6 +332,10 @@ export class HeartbeatSocket extends EventTarget {
     timeout ??= Math.max(TIMEOUT, 2 * interval);
     this.interval = this._options.interval ?? interval;
     this.timeout = this._options.timeout ?? timeout;
+    const pongTimeout = hello.pongTimeout;
+    if (pongTimeout === 0 || seconds(pongTimeout) !== null) {
+      this.pongTimeout = this._options.pongTimeout ?? pongTimeout;
+    }
     if (Number.isSafeInteger(hello.maxLength) && hello.maxLength > 0) {
       this.maxLength = this._options.maxLength ?? hello.maxLength;
     }
@@ -335,40 +395,65 @@ export class HeartbeatSocket extends EventTarget {
   // The next ping or deadline, whichever comes first; like the server, it
   // looks at the time of the last message only when it fires.
   _arm() {
-    let when = this._lastHeard + this._limit();
-    if (this.interval && this._ws.readyState === OPEN) {
-      when = Math.min(when, Math.max(this._lastHeard, this._pingSentAt ?? -Infinity) + this.interval);
-    }
-    this._dueAt = when;
-    if (when !== Infinity) {
-      const delay = Math.max(0, when - this._clock.now());
+    this._dueAt = this._nextEvent();
+    if (this._dueAt !== Infinity) {
+      const delay = Math.max(0, this._dueAt - this._clock.now());
       this._timer = this._clock.setTimeout(() => this._due(), delay);
     }
+  }
+
+  _nextEvent() {
+    const last = this._lastHeard;
+    const sentAt = this._pingSentAt;
+    let when = last + this._limit();
+    if (sentAt !== null && this._srtt !== null) {
+      const expires = sentAt + this._pingLifetime();
+      // Nothing heard since our ping: dead at its deadline.
+      if (sentAt >= last && this.pongTimeout) return Math.min(when, expires);
+      if (this.interval && this._ws.readyState === OPEN) {
+        when = Math.min(when, Math.max(expires, Math.max(last, sentAt) + this.interval));
+      }
+    } else if (this.interval && this._ws.readyState === OPEN) {
+      when = Math.min(when, Math.max(last, sentAt ?? -Infinity) + this.interval);
+    }
+    return when;
+  }
+
+  // Whether the server is to be dropped now: silent past the timeout, or
+  // its ping unanswered past the pong deadline.
+  _dead(now) {
+    const sentAt = this._pingSentAt;
+    if (now - this._lastHeard + EPSILON >= this._limit()) return "heartbeat timeout";
+    if (sentAt !== null && sentAt >= this._lastHeard && this._srtt !== null && this.pongTimeout
+        && now + EPSILON >= sentAt + this._pingLifetime()) {
+      return "pong timeout";
+    }
+    return null;
   }
 
   _due() {
     this._timer = null;
     const now = this._clock.now();
-    const silence = now - this._lastHeard;
-    const limit = this._limit();
-    if (silence + EPSILON >= limit && now - this._dueAt > LATE && !this._graced) {
+    const dead = this._dead(now);
+    if (dead !== null && now - this._dueAt > LATE && !this._graced) {
       // Let the messages that arrived meanwhile be read first.
       this._graced = true;
       this._timer = this._clock.setTimeout(() => this._due(), LATE);
       return;
     }
     this._graced = false;
-    if (silence + EPSILON >= limit) {
+    if (dead !== null) {
       // Dead, or unreachable: a close handshake would wait on it, so drop
       // the socket and go on at once.
       const ws = this._ws;
-      const reason = this.state === "open" ? "heartbeat timeout" : "connect timeout";
+      const reason = this.state === "open" ? dead : "connect timeout";
       this._lost(HEARTBEAT_TIMEOUT, reason, false);
       ws.close(HEARTBEAT_TIMEOUT, reason);
       return;
     }
-    const since = now - Math.max(this._lastHeard, this._pingSentAt ?? -Infinity);
-    if (this.interval && this._ws.readyState === OPEN && since + EPSILON >= this.interval) {
+    // Every deadline up to now has been dealt with: what falls due now is
+    // the ping.
+    if (this.interval && this._ws.readyState === OPEN && this._nextEvent() <= now + EPSILON) {
       this.ping();
     }
     this._arm();

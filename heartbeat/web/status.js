@@ -137,8 +137,11 @@ function draw(snapshot) {
     $(key).textContent = totals[key];
   }
   $("pings").textContent = `${totals.pings_sent} / ${totals.pings_received}`;
+  const pongDeadline = settings.pong_timeout
+    ? ` (or a ping unanswered ${settings.pong_timeout} s or more, by its round trip)` : "";
   $("settings").textContent = `ping after ${settings.interval ?? "never"} s of silence, ` +
-    `drop after ${settings.timeout ?? "never"} s, at most ${settings.max_connections ?? "∞"} connections`;
+    `drop after ${settings.timeout ?? "never"} s${pongDeadline}, ` +
+    `at most ${settings.max_connections ?? "∞"} connections`;
   drawChart(snapshot.history, snapshot.time);
   drawNodes(snapshot);
   drawTable(snapshot);

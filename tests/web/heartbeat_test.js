@@ -86,7 +86,8 @@ function same(actual, expected, what) {
   check(a === e, `${what}: ${a} !== ${e}`);
 }
 
-const hello = (interval, timeout, maxLength) => JSON.stringify({ type: "hello", interval, timeout, maxLength });
+const hello = (interval, timeout, maxLength, pongTimeout) =>
+  JSON.stringify({ type: "hello", interval, timeout, maxLength, pongTimeout });
 
 // Every socket a case made, closed after it so none hears the next case's
 // online or visibilitychange events.
@@ -118,6 +119,17 @@ function make(options = {}) {
 }
 
 export const cases = {};
+
+// The socket stays open for `seconds` less a hundredth, and is dropped for
+// `reason` within the next two hundredths.
+function droppedAfter({ socket, clock, events }, ws, seconds, reason) {
+  clock.advance(seconds - 0.01);
+  same(socket.state, "open", `state just before the ${reason}`);
+  clock.advance(0.02);
+  same(socket.state, "reconnecting", `state after the ${reason}`);
+  same(ws.closedWith, [4000, reason], "close");
+  same(events.slice(-2), ["close 4000", "reconnecting"], "events");
+}
 
 // Open only once the server has answered; messages sent before go out
 // first, in order.
@@ -158,18 +170,14 @@ cases.answers_pings_and_delivers_the_rest = () => {
 // Silent for the interval: a ping; silent for the timeout: dropped and
 // replaced, not before.
 cases.pings_a_silent_server_and_drops_a_dead_one = () => {
-  const { socket, clock, sockets, events, connect } = make();
+  const page = make();
+  const { clock, sockets, connect } = page;
   const ws = connect();
   clock.advance(0.99);
   same(ws.sent.length, 1, "pings before the interval");
   clock.advance(0.02);
   same(ws.sent.at(-1), '{"type":"ping","t":2}', "ping after the interval");
-  clock.advance(1.97);
-  same(socket.state, "open", "state just before the timeout");
-  clock.advance(0.02);
-  same(socket.state, "reconnecting", "state after the timeout");
-  same(ws.closedWith, [4000, "heartbeat timeout"], "close");
-  same(events.slice(-2), ["close 4000", "reconnecting"], "events");
+  droppedAfter(page, ws, 1.98, "heartbeat timeout");
   clock.advance(1);
   same(sockets.length, 2, "connection attempts");
 };
@@ -416,7 +424,7 @@ cases.a_hello_with_bad_timing_keeps_the_defaults = () => {
     const { socket, clock, sockets } = make();
     sockets[0].open();
     sockets[0].receive(hello(interval, timeout));
-    same([socket.interval, socket.timeout], [25, 55], `timing from ${interval}, ${timeout}`);
+    same([socket.interval, socket.timeout], [25, 90], `timing from ${interval}, ${timeout}`);
     clock.advance(1);
     same(socket.state, "open", "state");
   }
@@ -434,8 +442,8 @@ cases.a_server_without_interval_or_timeout_is_still_watched = () => {
   const patient = make();
   patient.sockets[0].open();
   patient.sockets[0].receive(hello(25, null));
-  same([patient.socket.interval, patient.socket.timeout], [25, 55], "timing without timeout");
-  patient.clock.advance(55.01);
+  same([patient.socket.interval, patient.socket.timeout], [25, 90], "timing without timeout");
+  patient.clock.advance(90.01);
   same(patient.socket.state, "reconnecting", "a dead server dropped");
 };
 
@@ -536,4 +544,98 @@ cases.sends_no_hello_to_a_server_that_does_not_negotiate = () => {
   same(ws.sent, ['{"type":"ping","t":1}'], "sent");
   ws.receive(hello(1, 3));
   same(socket.serverHello, null, "no answer kept");
+};
+
+// A server that answered the page's ping and then leaves one unanswered
+// is dropped at the pong deadline (its hello's pongTimeout here), well
+// before the timeout, and not a moment before.
+cases.drops_a_server_that_leaves_its_ping_unanswered = () => {
+  const page = make();
+  const { socket, clock, sockets } = page;
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 10, 65536, 0.5));
+  clock.advance(0.01);
+  ws.receive('{"type":"pong","t":1}');
+  same(socket.pongDeadline, 0.5, "pong deadline");
+  clock.advance(1.0);
+  same(ws.sent.at(-1), '{"type":"ping","t":2}', "second ping");
+  droppedAfter(page, ws, 0.5, "pong timeout");
+};
+
+// Any message before the deadline counts as an answer; a server that never
+// answered a ping keeps the timeout rule alone.
+cases.a_message_or_no_answer_ever_keeps_the_timeout_rule = () => {
+  const talking = make();
+  const ws = talking.sockets[0];
+  ws.open();
+  ws.receive(hello(1, 10, 65536, 0.5));
+  ws.receive('{"type":"pong","t":1}');
+  talking.clock.advance(1.2);
+  ws.receive("news");
+  talking.clock.advance(0.5);
+  same(talking.socket.state, "open", "a talking server");
+  const mute = make();
+  mute.sockets[0].open();
+  mute.sockets[0].receive(hello(1, 10, 65536, 0.5));
+  mute.clock.advance(9.99);
+  same(mute.socket.pongDeadline, null, "no deadline before an answer");
+  same(mute.socket.state, "open", "state before the timeout");
+  mute.clock.advance(0.02);
+  same(mute.sockets[0].closedWith, [4000, "heartbeat timeout"], "close");
+};
+
+// Round trips longer than the interval: the pong of the ping before the
+// latest is measured, and from then on one ping is outstanding at a time.
+cases.keeps_one_ping_outstanding_on_a_slow_link = () => {
+  const { socket, clock, sockets } = make();
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 30, 65536, 5));
+  const pings = () => ws.sent.filter((m) => m.startsWith('{"type":"ping"')).length;
+  clock.advance(1.01);
+  same(pings(), 2, "pings before any answer");
+  clock.advance(0.19);
+  ws.receive('{"type":"pong","t":1}');
+  check(Math.abs(socket.rtt - 1.2) < 1e-9, `rtt ${socket.rtt}`);
+  clock.advance(2);
+  same(pings(), 2, "no ping while ping 2 awaits its pong");
+  ws.receive('{"type":"pong","t":2}');
+  clock.advance(1.01);
+  same(pings(), 3, "the next ping an interval after the pong");
+  same(socket.state, "open", "state");
+};
+
+// The page's own pongTimeout is kept over the server's; a pongTimeout of 0
+// from the server turns the rule off.
+cases.the_pong_timeout_is_the_servers_unless_the_page_chose = () => {
+  const own = make({ pongTimeout: 2 });
+  own.sockets[0].open();
+  own.sockets[0].receive(hello(1, 3, 10, 0.5));
+  same(own.socket.pongTimeout, 2, "the page's own");
+  const off = make();
+  off.sockets[0].open();
+  off.sockets[0].receive(hello(1, 3, 10, 0));
+  off.sockets[0].receive('{"type":"pong","t":1}');
+  same([off.socket.pongTimeout, off.socket.pongDeadline], [0, null], "turned off");
+  const odd = make();
+  odd.sockets[0].open();
+  odd.sockets[0].receive(hello(1, 3, 10, "soon"));
+  same(odd.socket.pongTimeout, 5, "a bad value");
+};
+
+// A pong deadline that fires late (a frozen page) first reads what arrived.
+cases.a_late_pong_deadline_reads_what_arrived_first = () => {
+  const { socket, clock, sockets } = make();
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 30, 65536, 0.5));
+  ws.receive('{"type":"pong","t":1}');
+  clock.advance(1.01);
+  clock.t += 5;  // frozen past the deadline
+  clock.advance(0);
+  same(socket.state, "open", "state right after the freeze");
+  ws.receive('{"type":"pong","t":2}');
+  clock.advance(0.1);
+  same(socket.state, "open", "state once the waiting pong is read");
 };
