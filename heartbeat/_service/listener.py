@@ -10,6 +10,8 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.protocol import Factory
 
+from .._server.transport import DirectWriteEndpoint
+
 
 class Listener(StreamServerEndpointService):
     """
@@ -21,9 +23,17 @@ class Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(
-        self, option: str, description: str, factory: Factory, reactor: IReactorCore
+        self,
+        option: str,
+        description: str,
+        factory: Factory,
+        reactor: IReactorCore,
+        directWrites: bool = False,
     ) -> None:
-        super().__init__(serverFromString(reactor, description), factory)
+        endpoint = serverFromString(reactor, description)
+        if directWrites:
+            endpoint = DirectWriteEndpoint(endpoint)
+        super().__init__(endpoint, factory)
         self.option = option
         self.description = description
 
