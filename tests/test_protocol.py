@@ -424,3 +424,86 @@ def test_silent_peers_wake_the_wheel_for_each_deadline(clock, wakeups):
     # Two pings and a timeout each, at three phases: nine, and no more.
     assert len(wakeups) == 9
     assert clock.getDelayedCalls() == []
+
+
+class Pinger(NetstringHeartbeat):
+    """
+    A framing that tells the mixin of the peer's pings, as the line and
+    WebSocket framings do.
+    """
+
+    def stringReceived(self, string):
+        if string.startswith(b"PING "):
+            self.heartbeatPingReceived(string[5:])
+        super().stringReceived(string)
+
+
+def test_peers_pinging_at_our_interval_do_not_cross_our_pings(clock, wakeups):
+    """Peers that ping on their own every 25 s, the server's own interval,
+    are not pinged back across their pings, and their pings do not each
+    wake the server a moment later for a slot that they have just made
+    void: at most four wake-ups a second, however many peers."""
+    peers = []
+    for n in range(500):
+        clock.advance(25.0 / 500)
+        peers.append(make(clock, interval=25.0, timeout=90.0, cls=Pinger))
+    spoken = {id(p): p.heartbeatLastReceived for p, _ in peers}
+
+    def run(seconds):
+        pings = 0
+        for _ in range(round(seconds / 0.1)):
+            clock.advance(0.1)
+            for protocol, _ in peers:
+                if clock.seconds() - spoken[id(protocol)] >= 25.0 - 1e-9:
+                    spoken[id(protocol)] = clock.seconds()
+                    protocol.dataReceived(b"6:PING 1,")
+                    pings += 1
+        return pings
+
+    # Until each has pinged once, nothing tells them from other peers.
+    run(50.0)
+    sent = [p.heartbeatPingsSent for p, _ in peers]
+    del wakeups[:]
+    assert run(100.0) >= 1900
+    assert [p.heartbeatPingsSent for p, _ in peers] == sent
+    assert len(wakeups) <= 100 / 0.25
+    for protocol, _ in peers:
+        lose(protocol)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_peer_pinging_at_our_interval_is_pinged_a_moment_late(clock):
+    """The other side: such a peer, fallen silent, is pinged 1% of an
+    interval after the interval (0.25 s of 25 s), and dropped at the
+    timeout, exactly."""
+    protocol, transport = make(clock, interval=25.0, timeout=60.0, cls=Pinger)
+    for _ in range(3):
+        clock.advance(25.0)
+        protocol.dataReceived(b"6:PING 1,")
+    last = protocol.heartbeatLastReceived
+    sent = protocol.heartbeatPingsSent
+    take(transport)
+    clock.advance(25.25 - SLOT)
+    assert transport.value() == b""
+    clock.advance(2 * SLOT)
+    assert take(transport) == b"6:PING %d," % (sent + 1,)
+    clock.advance(last + 60.0 - SLOT - clock.seconds())
+    assert not transport.disconnecting
+    clock.advance(2 * SLOT)
+    assert transport.disconnecting
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_peer_off_our_interval_is_pinged_on_time(clock):
+    """A peer that pings on its own, but not at our interval (every 10 s,
+    then silent), is pinged at the interval itself."""
+    protocol, transport = make(clock, interval=25.0, timeout=60.0, cls=Pinger)
+    for _ in range(3):
+        clock.advance(10.0)
+        protocol.dataReceived(b"6:PING 1,")
+    take(transport)
+    clock.advance(25.0 - SLOT)
+    assert transport.value() == b""
+    clock.advance(2 * SLOT)
+    assert take(transport) == b"6:PING 1,"
+    lose(protocol)
