@@ -27,14 +27,6 @@ _VARIATION_GAIN = 0.25
 # The pong deadline is SRTT + 4 x RTTVAR, as TCP's retransmission timeout.
 _VARIATION_WEIGHT = 4
 
-# A peer that pings on its own at our very interval (within this share of
-# it) has its ping cross ours at every interval, a moment before or after
-# its slot comes due, and the wheel's timer, armed for that slot, wakes the
-# reactor all the same.  Such a peer is pinged once it has been silent this
-# much longer than the interval (0.25 s of 25 s), so that its own ping
-# comes first, well before its slot can be armed.
-_OWN_PACE_SLACK = 0.01
-
 
 # The mixin's per-connection state and its value before it is first set.
 _SLOT_DEFAULTS = {
@@ -51,8 +43,6 @@ _SLOT_DEFAULTS = {
     "_heartbeatSmoothedRtt": None,
     "_heartbeatRttVariation": 0.0,
     "_heartbeatGraced": False,
-    # The peer has pinged us (see _OWN_PACE_SLACK).
-    "_heartbeatPeerPings": False,
     # The framing's write cap (L{heartbeat._framing.writecap.WriteCap}), if any.
     "_writeCap": None,
 }
@@ -156,15 +146,7 @@ class HeartbeatProtocol:
                 # This slot would come due before the peer next speaks, only
                 # to find that it spoke: file the connection again now,
                 # rather than wake the reactor for nothing then.
-                interval = self.heartbeatInterval
-                self._heartbeatRefile(
-                    slot,
-                    bool(
-                        interval
-                        and self._heartbeatPeerPings
-                        and abs(pace - interval) <= interval * _OWN_PACE_SLACK
-                    ),
-                )
+                self._heartbeatRefile(slot)
         super().dataReceived(data)  # type: ignore[misc]
 
     def connectionLost(self, reason: Failure) -> None:
@@ -315,9 +297,8 @@ class HeartbeatProtocol:
     def heartbeatPingReceived(self, token: Optional[bytes]) -> None:
         """
         The framing calls this for each ping from the peer, before it
-        answers; override to count or limit them, calling up.
+        answers; override to count or limit them.
         """
-        self._heartbeatPeerPings = True
 
     def sendHeartbeatPing(self, token: bytes) -> None:
         """
@@ -389,21 +370,15 @@ class HeartbeatProtocol:
             floor, smoothed + _VARIATION_WEIGHT * self._heartbeatRttVariation
         )
 
-    def _heartbeatNextEvent(
-        self, last: float, onPace: bool = False
-    ) -> Optional[float]:
+    def _heartbeatNextEvent(self, last: float) -> Optional[float]:
         """
         When this connection's next ping or deadline falls due, or C{None}.
 
         @param last: when the peer last sent anything.
-        @param onPace: the peer pings on its own at our interval (see
-            C{_OWN_PACE_SLACK}).
         """
         timeout = self.heartbeatTimeout
         when = last + timeout if timeout else None
         interval = self.heartbeatInterval
-        if interval and onPace:
-            interval *= 1 + _OWN_PACE_SLACK
         sentAt = self._heartbeatPingSentAt
         if sentAt is None or self._heartbeatSmoothedRtt is None:
             # Nothing outstanding, or a peer that has never answered: the
@@ -423,24 +398,24 @@ class HeartbeatProtocol:
                 when = ping
         return when
 
-    def _heartbeatArm(self, onPace: bool = False) -> None:
+    def _heartbeatArm(self) -> None:
         """
         File this connection on the wheel for its next ping or deadline.
         """
-        when = self._heartbeatNextEvent(self._heartbeatLastReceived, onPace)
+        when = self._heartbeatNextEvent(self._heartbeatLastReceived)
         if when is not None:
             self._heartbeatSlot = wheel_for(self._heartbeatClock).schedule(
                 self, when
             )
 
-    def _heartbeatRefile(self, slot: Slot, onPace: bool = False) -> None:
+    def _heartbeatRefile(self, slot: Slot) -> None:
         """
         Take this connection out of C{slot} and file it for what it now
         waits for.
         """
         wheel_for(self._heartbeatClock).unschedule(self, slot)
         self._heartbeatSlot = None
-        self._heartbeatArm(onPace)
+        self._heartbeatArm()
 
     def _heartbeatDue(self, now: float, lateness: float) -> None:
         self._heartbeatSlot = None
