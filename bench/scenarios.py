@@ -255,23 +255,40 @@ def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
                 load.send("go")
                 killed = time.monotonic()
                 server.kill()
+                overflows = listen_overflows()
                 ready = server.start()
                 load.waitConnected()
+                overflows = listen_overflows() - overflows
                 summary = load.stop()
         finally:
             server.stop()
         connects = sorted(summary["connects"])
         rows.append([
             kind, len(connects), ready - killed, connects[-1] - ready,
-            _peak(connects, 0.1), summary["errors"],
+            _peak(connects, 0.1), summary["errors"], overflows,
         ])
     return table(
         f"Reconnect: {clients:,} clients (library backoff: first retry within "
         "1 s, doubling, full jitter), server killed and restarted",
         ["server", "back", "restart s", "all back after s",
-         "peak accepts/s", "refused tries"],
+         "peak accepts/s", "refused tries", "listen overflows"],
         rows,
     )
+
+
+def listen_overflows() -> int:
+    """
+    How many times a listening socket's queue has overflowed on this
+    machine (Linux's TcpExt ListenOverflows): connections the kernel
+    turned away because the server had not accepted the earlier ones.
+    """
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    except OSError:
+        return 0
+    names, values = lines[0], lines[1]
+    return int(values[names.index("ListenOverflows")])
 
 
 def workers(counts: Sequence[int], perWorker: int, seconds: float,
