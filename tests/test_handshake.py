@@ -6,10 +6,8 @@ and the peers that never send it.
 import json
 
 import pytest
-from autobahn.twisted.websocket import WebSocketClientFactory
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.test import iosim
 
 from heartbeat import HeartbeatServerFactory
 from heartbeat._framing.handshake import (
@@ -24,7 +22,7 @@ from heartbeat._framing.handshake import (
 
 from .helpers import connect, take
 from .test_client import make as make_client
-from .test_websocket import Browser, goodbye, make_server
+from .test_websocket import Browser, goodbye, make_server, open_browser
 
 KEYS = st.from_regex(r"[a-z][a-z0-9-]{0,31}", fullmatch=True)
 VALUES = st.none() | st.text(
@@ -203,18 +201,6 @@ class NegotiatingBrowser(Browser):
         self.sendMessage(json.dumps(self.hello).encode())
 
 
-def open_page(clock, factory, page=Browser, protocols=()):
-    client = WebSocketClientFactory("ws://127.0.0.1/", protocols=list(protocols))
-    client.protocol = page
-    browser = client.buildProtocol(None)
-    server = factory.buildProtocol(None)
-    pump = iosim.connect(
-        server, iosim.makeFakeServer(server), browser, iosim.makeFakeClient(browser),
-        clock=clock,
-    )
-    return server, browser, pump
-
-
 def hellos(browser):
     return [json.loads(m) for m in browser.messages
             if isinstance(m, str) and '"hello"' in m]
@@ -224,7 +210,7 @@ def test_a_page_that_offers_the_subprotocol_gets_its_hello_answered(clock):
     """The server picks heartbeat.v1 and sends its one hello in answer to
     the page's, with the page's name and the line answer's fields."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
     assert browser.websocket_protocol_in_use == SUBPROTOCOL
     assert hellos(browser) == [{
         "type": "hello", "id": 1, "interval": 1, "timeout": 3,
@@ -239,7 +225,7 @@ def test_a_page_that_does_not_offer_it_is_greeted_as_before(clock):
     """Without the subprotocol, the page gets the hello at admission, as
     pages always did, and its own hello changes nothing."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser)
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser)
     assert browser.websocket_protocol_in_use is None
     assert hellos(browser) == [
         {"type": "hello", "interval": 1.0, "timeout": 3.0, "pongTimeout": 5,
@@ -254,6 +240,6 @@ def test_a_malformed_hello_closes_the_page(clock):
         hello = {"type": "hello", "name": "two words"}
 
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, BadPage, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, BadPage, [SUBPROTOCOL])
     pump.flush()
     assert browser.closed == (4007, "bad handshake")

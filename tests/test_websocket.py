@@ -67,10 +67,11 @@ def make_server(clock, protocol=None, **kwargs):
     return hub, factory
 
 
-def open_browser(clock, factory):
-    """Connect a Browser to C{factory} in memory; return both ends and the pump."""
-    client = WebSocketClientFactory("ws://127.0.0.1/")
-    client.protocol = Browser
+def open_browser(clock, factory, page=None, protocols=()):
+    """Connect a Browser (or C{page}, offering C{protocols}) to C{factory} in
+    memory; return both ends and the pump."""
+    client = WebSocketClientFactory("ws://127.0.0.1/", protocols=list(protocols))
+    client.protocol = page or Browser
     browser = client.buildProtocol(None)
     server = factory.buildProtocol(None)
     pump = iosim.connect(
@@ -112,7 +113,10 @@ def test_app_heartbeats_parse_and_others_do_not():
 def test_mixin_works_on_plain_autobahn_protocols(clock):
     """Users' own Autobahn protocols get heartbeats by mixing in: peers that
     answer stay, one that falls silent gets a close frame at the timeout."""
-    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.twisted.websocket import (
+        WebSocketServerFactory,
+        WebSocketServerProtocol,
+    )
 
     from heartbeat.websocket import WebSocketHeartbeat
 

@@ -6,15 +6,15 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
 from .._cluster.identity import may_be_a_name
 from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
-from .._framing.handshake import Handshake, timing_fields
-from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
+from .._framing.handshake import Handshake, HandshakeError, timing_fields
+from .._framing.line import AUTH, BAD_HANDSHAKE, SERVER_FULL, UNAUTHORIZED
 from .tcp import enable_tcp_keepalive
 
 
@@ -143,6 +143,26 @@ class CountedByServer:
         """
         The connection is now admitted; override to greet it.
         """
+
+    def heartbeatNegotiate(
+        self, parse: Callable[[Any], Handshake], message: Any
+    ) -> Optional[Dict[str, Union[str, int, float, None]]]:
+        """
+        Read the client's handshake from C{message} with C{parse}, in the
+        framing's form, and take it.
+
+        @return: the answer's fields, for the framing to send; C{None} when
+            the handshake was malformed and the connection refused for it.
+        """
+        try:
+            handshake = parse(message)
+        except HandshakeError as e:
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
+            )
+            self.heartbeatRefuse(BAD_HANDSHAKE)
+            return None
+        return self.heartbeatHandshakeReceived(handshake)
 
     def heartbeatHandshakeReceived(
         self, handshake: Handshake

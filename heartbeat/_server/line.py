@@ -13,13 +13,11 @@ from twisted.python.failure import Failure
 
 from .._core.protocol import peer_name
 from .._framing.handshake import (
-    HandshakeError,
     format_handshake,
     is_handshake,
     parse_handshake,
 )
 from .._framing.line import (
-    BAD_HANDSHAKE,
     DISCONNECTED,
     TOO_MANY_PINGS,
     HeartbeatLineProtocol,
@@ -114,16 +112,10 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
 
     def _heartbeatNegotiate(self, line: bytes) -> None:
-        try:
-            handshake = parse_handshake(line)
-        except HandshakeError as e:
-            self.log.info(
-                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
-            )
-            self.closeWithError(BAD_HANDSHAKE, quiet=True)
-            return
-        self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
-        self.heartbeatEnterPresence()
+        fields = self.heartbeatNegotiate(parse_handshake, line)
+        if fields is not None:
+            self.sendLine(format_handshake(fields))
+            self.heartbeatEnterPresence()
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

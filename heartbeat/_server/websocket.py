@@ -17,7 +17,6 @@ from twisted.web.server import Site
 from .._core.protocol import peer_name
 from .._framing.handshake import (
     SUBPROTOCOL,
-    HandshakeError,
     handshake_from_json,
     json_fields,
     seconds,
@@ -122,18 +121,10 @@ class HeartbeatWebSocketServerProtocol(
             self.heartbeatAuthenticate(payload)
 
     def _heartbeatNegotiate(self, hello: dict) -> None:
-        try:
-            handshake = handshake_from_json(hello)
-        except HandshakeError as e:
-            self._heartbeatLog.info(
-                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
-            )
-            self.heartbeatRefuse(BAD_HANDSHAKE)
-            return
-        self.sendControlMessage(
-            "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
-        )
-        self.heartbeatEnterPresence()
+        fields = self.heartbeatNegotiate(handshake_from_json, hello)
+        if fields is not None:
+            self.sendControlMessage("hello", **json_fields(fields))
+            self.heartbeatEnterPresence()
 
     def heartbeatDisconnect(self) -> None:
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
