@@ -119,6 +119,9 @@ def test_a_stopped_node_is_taken_for_dead_then_comes_back(cluster, redis):
     nodes, watcher = cluster
     frozen = nodes[2]
     peer = frozen.peer("sleepy")
+    # The node writes a join to Redis after the handshake's answer: stopped
+    # before it does, the connection would never have been in presence.
+    watcher.wait(lambda events: ("J", "node3", None, "sleepy") in events)
     frozen.signal(signal.SIGSTOP)
     try:
         until_gone(redis, ["sleepy"], timeout=NODE_TIMEOUT + 3)
@@ -137,6 +140,7 @@ def test_a_node_stopped_with_sigterm_leaves_at_once(cluster, redis):
     not a node timeout later."""
     nodes, watcher = cluster
     nodes[0].peer("leaving")
+    watcher.wait(lambda events: ("J", "node1", None, "leaving") in events)
     started = time.monotonic()
     nodes[0].signal(signal.SIGTERM)
     elapsed = until_gone(redis, ["leaving"], timeout=5)
