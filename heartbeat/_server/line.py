@@ -104,6 +104,9 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:
+            if self.factory.jwtVerifier is not None and line.startswith(b"auth "):
+                self.heartbeatTokenReceived(line.rstrip(b"\r"))
+                return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
                 if is_handshake(line):
                     self._heartbeatNegotiate(line.rstrip(b"\r"))
@@ -122,8 +125,11 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
             )
             self.closeWithError(BAD_HANDSHAKE, quiet=True)
             return
-        self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
+        self.heartbeatAnswer(self.heartbeatHandshakeReceived(handshake))
         self.heartbeatEnterPresence()
+
+    def heartbeatAnswer(self, fields) -> None:
+        self.sendLine(format_handshake(fields))
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

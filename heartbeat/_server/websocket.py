@@ -22,12 +22,19 @@ from .._framing.handshake import (
     json_fields,
     seconds,
 )
-from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
+from .._framing.line import (
+    BAD_HANDSHAKE,
+    DISCONNECTED,
+    SERVER_FULL,
+    TOKEN_EXPIRED,
+    UNAUTHORIZED,
+)
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
     DISCONNECTED_CODE,
     INVALID_MESSAGE,
     OPEN,
+    TOKEN_EXPIRED_CODE,
     TRY_AGAIN_LATER,
     UNAUTHORIZED_CODE,
     WebSocketHeartbeat,
@@ -39,11 +46,13 @@ from .admission import CountedByServer
 from .assets import Asset
 from .factory import HeartbeatServerFactory
 
-# The close code that tells a page why it was not admitted.
+# The close code that tells a page why it was refused (not admitted, or
+# its token expired).
 _REFUSALS = {
     SERVER_FULL: TRY_AGAIN_LATER,
     UNAUTHORIZED: UNAUTHORIZED_CODE,
     BAD_HANDSHAKE: INVALID_MESSAGE,
+    TOKEN_EXPIRED: TOKEN_EXPIRED_CODE,
 }
 class HeartbeatWebSocketServerProtocol(
     CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
@@ -110,6 +119,9 @@ class HeartbeatWebSocketServerProtocol(
         if self.state != OPEN:
             return
         if self.heartbeatAdmitted:
+            if self.heartbeatServer.jwtVerifier is not None and payload.startswith(b"auth "):
+                self.heartbeatTokenReceived(payload)
+                return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
                 if self._heartbeatNegotiating:
                     hello = None if isBinary else _control(payload, _MAX_HEARTBEAT)
@@ -130,10 +142,11 @@ class HeartbeatWebSocketServerProtocol(
             )
             self.heartbeatRefuse(BAD_HANDSHAKE)
             return
-        self.sendControlMessage(
-            "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
-        )
+        self.heartbeatAnswer(self.heartbeatHandshakeReceived(handshake))
         self.heartbeatEnterPresence()
+
+    def heartbeatAnswer(self, fields) -> None:
+        self.sendControlMessage("hello", **json_fields(fields))
 
     def heartbeatDisconnect(self) -> None:
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
