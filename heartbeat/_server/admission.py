@@ -174,7 +174,8 @@ class CountedByServer:
         An admitted connection sent C{auth <token>} again, to a server that
         verifies tokens: a good token for the same name puts the
         connection's expiry off to its own, and the server answers with
-        the time it now has left (C{expires}); any other token refuses it.
+        the time it now has left (C{expires}, C{0} for never); any other
+        token refuses it.
         """
         token = self._heartbeatVerify(message)
         if token is None:
@@ -187,7 +188,9 @@ class CountedByServer:
             )
             return
         self.heartbeatServer.tokenExpiries.expireAt(self, token.expires)
-        self.heartbeatAnswer({"expires": self._heartbeatExpiresIn()})
+        expires = self._heartbeatExpiresIn()
+        # 0, as for the answer's timing: never.
+        self.heartbeatAnswer({"expires": 0 if expires is None else expires})
 
     def heartbeatTokenExpired(self) -> None:
         """
