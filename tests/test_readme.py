@@ -23,7 +23,7 @@ import pytest
 
 from .certificates import make_certificate
 from .conftest import NODE_MODULES
-from .processes import ENV, ROOT, LoggedProcess, Peer, free_port, wait_for
+from .processes import ENV, ROOT, LoggedProcess, Peer, accepting, free_port, wait_for
 
 README = (ROOT / "README.rst").read_text()
 BIN = Path(sys.executable).parent
@@ -110,11 +110,7 @@ class Program:
 def listening(port, program):
     def up():
         assert program.process.poll() is None, program.stdout() + program.stderr()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
+        return accepting(port)
 
     wait_for(up, 30, what=f"port {port}")
 

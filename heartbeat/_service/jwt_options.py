@@ -11,6 +11,11 @@ from .options import require_extra
 
 _DEPENDENT = ("jwt-algorithms", "jwt-audience", "jwt-issuer")
 
+# The shortest --max-line-length that takes tokens: a token's auth line
+# must fit in a line (a JWT with a few claims is some hundreds of bytes,
+# signed with RSA some hundreds more).
+MIN_LINE_FOR_TOKENS = 4096
+
 
 class JwtOptions(usage.Options):
     """
@@ -65,6 +70,11 @@ class JwtOptions(usage.Options):
             raise usage.UsageError(
                 "--jwt-key-file and --auth-token-file both say what 'auth' "
                 "takes: give one"
+            )
+        if self["max-line-length"] < MIN_LINE_FOR_TOKENS:
+            raise usage.UsageError(
+                f"--jwt-key-file needs --max-line-length of at least "
+                f"{MIN_LINE_FOR_TOKENS}: a token's auth line must fit in a line"
             )
         require_extra("jwt-key-file", "jwt", "jwt")
         from .._server.tokens import verifier_from_file
