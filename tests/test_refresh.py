@@ -5,16 +5,22 @@ client that cannot refresh is closed at exp and comes back with a fresh
 token, or stops if it has none to give.
 """
 
+import signal
+import time
+
 import pytest
 
 from heartbeat import HeartbeatClientFactory, HeartbeatServerFactory, ServerRefused
 from heartbeat._client.websocket import HeartbeatWebSocketClientFactory
 from heartbeat._server.websocket import HeartbeatWebSocketServerFactory
 
+from .apiclient import token_for
 from .helpers import lose
+from .processes import Server
+from .test_command_line import _Client
 from .test_client import FakeEndpoint
 from .test_websocket import WebSocketEndpoint, run
-from .tokens import mint, verifier
+from .tokens import SECRET, mint, verifier
 
 LIFETIME = 10.0
 
@@ -150,3 +156,40 @@ def test_a_token_the_callable_cannot_give_is_tried_again_later(clock):
     client.stopTrying()
     lose(wrapper)
     assert clock.getDelayedCalls() == []
+
+
+def test_the_client_command_rereads_its_token_file(tmp_path):
+    """heartbeat-client reads --auth-token-file again before its token
+    expires: while the file is renewed (as a backend's cron would), one
+    connection outlives more than three tokens of 3 s, and its lines are
+    echoed; the server logs no expiry and the client no reconnection."""
+    key = tmp_path / "jwt.key"
+    key.write_bytes(SECRET)
+    tokenFile = tmp_path / "token"
+
+    def renew():
+        fresh = tmp_path / "token.new"
+        fresh.write_bytes(token_for(SECRET, "cron", lifetime=3.0))
+        fresh.replace(tokenFile)
+
+    renew()
+    server = Server("--jwt-key-file", str(key))
+    client = _Client(f"127.0.0.1:{server.port}", "--auth-token-file", str(tokenFile))
+    try:
+        client.type(b"first")
+        assert client.readline(client.process.stdout) == b"first\n"
+        started = time.monotonic()
+        while time.monotonic() - started < 10.5:
+            renew()
+            time.sleep(0.5)
+        client.type(b"after three tokens")
+        assert client.readline(client.process.stdout) == b"after three tokens\n"
+        client.process.send_signal(signal.SIGTERM)
+        status, stdout, stderr = client.finish()
+    finally:
+        client.kill()
+        server.stop()
+    assert status == 0
+    assert stderr.count("connected to ") == 1, stderr
+    assert stderr.count("sending a fresh auth token") >= 4, stderr
+    assert "token expired" not in server.log() and "refused" not in server.log()
