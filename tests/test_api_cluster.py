@@ -4,27 +4,34 @@ node reaches every name wherever it is connected, and with --workers the
 supervisor's API reaches every worker's connections.
 """
 
-from .apiclient import Api, api_options, listening
+from .apiclient import Api, api_options, listening, token_for
 from .clusternodes import Node, names, nodes_of
 from .processes import TWISTD, LoggedProcess, Peer, free_port, wait_for
+from .tokens import SECRET
 
 
 def test_one_nodes_api_reaches_names_on_another_node(redis, tmp_path):
-    """A line sent through node a's API reaches alice on node b; presence
-    says where she is, unverified (she named herself); a broadcast reaches
+    """A line sent through node a's API reaches alice on node b; presence,
+    from Redis, says where each name is and whether it is verified (alice's
+    token proved hers on b; bob named himself on a); a broadcast reaches
     both nodes' connections, and a disconnect closes hers on b."""
     options, port = api_options(tmp_path)
+    key = tmp_path / "jwt.key"
+    key.write_bytes(SECRET)
     a = Node(redis, "a", *options)
-    b = Node(redis, "b")
+    b = Node(redis, "b", "--jwt-key-file", str(key))
     try:
         listening(port)
         api = Api(port)
-        alice, bob = b.peer("alice"), a.peer("bob")
+        alice = b.connect()
+        alice.send(b"auth " + token_for(SECRET, "alice") + b"\nheartbeat/1\n")
+        assert b" name=alice " in alice.readline()
+        bob = a.peer("bob")
         assert api.send("alice", b"from a backend") == (200, {"sent": 1})
         assert alice.readline() == b"from a backend"
-        status, answer = api.call("GET", "/presence/alice")
-        [connection] = answer["connections"]
-        assert (connection["node"], connection["verified"]) == ("b", False)
+        for name, node, verified in (("alice", "b", True), ("bob", "a", False)):
+            [connection] = api.call("GET", f"/presence/{name}")[1]["connections"]
+            assert (connection["node"], connection["verified"]) == (node, verified)
         assert api.call("GET", "/presence")[1]["names"] == ["alice", "bob"]
         assert api.call("POST", "/broadcast", b"to everyone")[0] == 200
         assert alice.readline() == bob.readline() == b"to everyone"

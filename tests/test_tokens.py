@@ -15,6 +15,7 @@ from heartbeat import HeartbeatServerFactory
 from heartbeat._framing.handshake import SUBPROTOCOL
 from heartbeat._server.tokens import verifier_from_file
 from heartbeat._status.monitor import MonitoredServerFactory
+from heartbeat._status.presence import PresenceResource
 from heartbeat._status.report import node_report
 
 from .helpers import connect, lose, take
@@ -97,7 +98,8 @@ def test_the_handshake_cannot_take_another_name(clock, logged):
 
 def test_a_claimed_name_is_unverified(clock):
     """On a server without tokens a name the client gives itself is present,
-    and marked unverified: in presence and on the status page."""
+    and marked unverified: in presence, on the status page and in
+    /presence.json; one a token gave is marked verified."""
     factory = MonitoredServerFactory(clock=clock)
     protocol, transport = connect(factory)
     protocol.dataReceived(b"heartbeat/1 name=alice\n")
@@ -110,6 +112,10 @@ def test_a_claimed_name_is_unverified(clock):
     [row] = node_report(verified)["connections"]
     assert (row["name"], row["verified"]) == ("bob", True)
     assert verified.cluster.describe(other)["verified"] is True
+    page = PresenceResource(verified.cluster)._page(None, 10).result
+    assert page["names"][0]["connections"][0]["verified"] is True
+    assert PresenceResource(factory.cluster)._one("alice").result["connections"][0][
+        "verified"] is False
     lose(protocol)
     lose(other)
 

@@ -115,7 +115,7 @@ async function find(event) {
     const named = !answer.connections.some((c) => c.connection === name);
     table.tBodies[0].replaceChildren(...answer.connections.map((c) => {
       const tr = row([
-        c.node, c.connection, "", c.transport ?? "–", c.peer ?? "–",
+        c.node, c.connection, named ? name : "", c.transport ?? "–", c.peer ?? "–",
         new Date(c.since * 1000).toLocaleTimeString(), ms(c.rtt ?? null),
       ]);
       markName(tr.cells[2], named ? name : null, c.verified);
