@@ -35,6 +35,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def accepting(port: int) -> bool:
+    """
+    Whether something accepts connections on 127.0.0.1:C{port} now.
+    """
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):
     """
     Poll C{predicate} until it returns something true, or fail.

@@ -37,3 +37,21 @@ def test_detection_time_scenario_closes_every_dead_peer(tmp_path):
     assert row[:5] == ["pong", "deadline", "1.8", "0.1", "20/20"]
     lastData99 = float(row[9])
     assert 0.5 + 0.1 <= lastData99 <= 0.5 + 0.1 + 0.5
+
+
+def test_api_scenario_times_every_line_to_both_nodes(tmp_path):
+    """The push API scenario runs on two nodes of a real Redis: every line
+    sent through the API reaches its name, on the API's node and on the
+    other, in the latency run and in the flood."""
+    from bench import api
+
+    from .redisserver import require_redis
+
+    require_redis()
+    out = api.latency(20, 100.0, 0.5, 2, str(tmp_path))
+    rows = [line.split("  ") for line in out.splitlines()[-2:]]
+    assert [row[0].strip() for row in rows] == ["same node", "other node"]
+    for line in out.splitlines()[-2:]:
+        assert " 20/20 " in line
+        received, sent = line.split()[-1].split("/")
+        assert received == sent and int(sent) > 0

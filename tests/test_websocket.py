@@ -595,6 +595,7 @@ def test_close_codes_are_the_same_in_heartbeat_js():
     codes = dict(re.findall(r"^const ([A-Z_]+) = (\d+);", source, re.M))
     assert codes["HEARTBEAT_TIMEOUT"] == str(_websocket.HEARTBEAT_TIMEOUT)
     assert codes["UNAUTHORIZED"] == str(_websocket.UNAUTHORIZED_CODE)
+    assert codes["TOKEN_EXPIRED"] == str(_websocket.TOKEN_EXPIRED_CODE)
     assert codes["TRY_AGAIN_LATER"] == str(_websocket.TRY_AGAIN_LATER)
 
 

@@ -54,7 +54,9 @@ class Member(Protocol):
     framing is one.
 
     @ivar heartbeatConnectionId: its number on this node, never reused.
-    @ivar heartbeatName: the name it gave itself, or C{None}.
+    @ivar heartbeatName: its name, or C{None}.
+    @ivar heartbeatVerified: whether a token the server verified gave it
+        its name, rather than the client claiming it.
     @ivar heartbeatSince: the clock's time it was admitted.
     @ivar heartbeatPresent: whether it is in presence now.
     @ivar heartbeatAdmitted: whether it hears broadcasts.
@@ -62,6 +64,7 @@ class Member(Protocol):
 
     heartbeatConnectionId: int
     heartbeatName: Optional[str]
+    heartbeatVerified: bool
     heartbeatSince: float
     heartbeatPresent: bool
     heartbeatAdmitted: bool
@@ -102,11 +105,14 @@ class PresentConnection(NamedTuple):
     @ivar connection: its cluster-wide key (see L{heartbeat._cluster.identity}).
     @ivar since: when it was admitted, in seconds since the epoch by its
         node's clock.
+    @ivar verified: whether its name was proved by a token the server
+        verified (C{--jwt-key-file}), rather than claimed by the client.
     """
 
     node: str
     connection: str
     since: float
+    verified: bool = False
 
 
 class NodeInfo(NamedTuple):
@@ -254,6 +260,7 @@ class Cluster:
             "node": self.nodeId,
             "connection": self.keyOf(member),
             "since": member.heartbeatSince,
+            "verified": member.heartbeatVerified,
             "rtt": member.heartbeatSmoothedRtt,
             "transport": member.heartbeatFraming,
             "peer": peer_name(member),

@@ -33,7 +33,8 @@ class LocalCluster(Cluster):
     def connectionsOf(self, name: str) -> Deferred:
         return succeed(
             [
-                PresentConnection(self.nodeId, self.keyOf(member), member.heartbeatSince)
+                PresentConnection(self.nodeId, self.keyOf(member), member.heartbeatSince,
+                                  member.heartbeatVerified)
                 for member in self.localMembers(name)
             ]
         )

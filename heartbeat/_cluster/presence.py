@@ -32,6 +32,19 @@ MAX_UNSYNCED = 100_000
 # Joins and leaves sent in one script, at most.
 MAX_BATCH = 1000
 
+# Before the time in a name's record: the name was verified.
+VERIFIED = b"v"
+
+
+def since_record(member: Member) -> str:
+    """
+    What a name's record holds of one connection: when it was admitted,
+    marked when a token proved its name.  In the record the join writes
+    anyway, so that marking costs Redis no command.
+    """
+    since = repr(member.heartbeatSince)
+    return "v" + since if member.heartbeatVerified else since
+
 
 class RedisPresence:
     """
@@ -66,7 +79,7 @@ class RedisPresence:
             return
         cluster = self.cluster
         self._queue(["J", cluster.keyOf(member), cluster.nameOf(member),
-                     repr(member.heartbeatSince)])
+                     since_record(member)])
 
     def leave(self, member: Member, reason: str) -> None:
         cluster = self.cluster
@@ -148,7 +161,7 @@ class RedisPresence:
         records: List[str] = []
         for member in cluster.presentMembers():
             records += [cluster.keyOf(member), cluster.nameOf(member),
-                        repr(member.heartbeatSince)]
+                        since_record(member)]
         reasons: List[str] = []
         for key, code in unsynced.items():
             reasons += [key, code]
@@ -191,7 +204,9 @@ class RedisPresence:
                 text = key.decode("ascii", "replace")
                 parsed = parse_connection_key(text)
                 if parsed is not None:
-                    found.append(PresentConnection(parsed.node, text, float(since)))
+                    verified = since.startswith(VERIFIED)
+                    found.append(PresentConnection(
+                        parsed.node, text, float(since[1:] if verified else since), verified))
             return sorted(found, key=lambda c: (c.since, c.connection))
 
         return self.link.call("hgetall", self.schema.name(name)).addCallback(connections)

@@ -144,7 +144,8 @@ class Router:
                 known.setdefault(row.get("connection"), row)
             return [
                 known.get(c.connection)
-                or {"node": c.node, "connection": c.connection, "since": c.since}
+                or {"node": c.node, "connection": c.connection, "since": c.since,
+                    "verified": c.verified}
                 for c in connections
             ]
 

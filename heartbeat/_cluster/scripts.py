@@ -9,6 +9,7 @@ Keys (in the database the URL names)::
     heartbeat:node:ID        hash: the node's incarnation, timeout, last heard
     heartbeat:conns:ID       hash: connection key -> name, the node's records
     heartbeat:name:NAME      hash: connection key -> since, a name's records
+                             (since prefixed with v: the name was verified)
     heartbeat:names          sorted set (all scores 0): the present names
 
 Channels (Redis's channels are not per database, so they carry it)::

@@ -6,7 +6,7 @@ whatever their framing.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Iterable, Optional, Set, Tuple
+from typing import Any, Deque, Iterable, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -19,6 +19,7 @@ from .._cluster.interface import Cluster, ClusterUnavailable
 from .._cluster.local import LocalCluster
 from .._core.protocol import default_clock, peer_name
 from .admission import CountedByServer
+from .expiry import TokenExpiries
 from .line import HeartbeatServerProtocol
 
 # Refusals are logged once per window, with a count of the rest, so a
@@ -45,6 +46,14 @@ class HeartbeatServerFactory(Factory):
     @ivar authToken: when set, the first line of every connection must be
         C{auth <token>} within L{authTimeout} seconds, or the peer gets
         C{error unauthorized} and a close.
+    @ivar jwtVerifier: when set (a L{heartbeat._server.tokens.TokenVerifier}),
+        the first line of every connection must be C{auth <jwt>} with a
+        token it accepts, whose C{sub} is the connection's name; the
+        connection is closed with C{error token expired} at the token's
+        expiry unless it sends a fresh token first.  Exclusive with
+        L{authToken}.
+    @ivar tokenExpiries: when each connection's token expires, with one
+        timer for them all; C{None} without L{jwtVerifier}.
     @ivar tcpKeepalive: also turn on kernel keepalive and TCP_USER_TIMEOUT
         matched to the heartbeat (see L{heartbeat._server.tcp}).
     @ivar cluster: presence and routing across the server's nodes (a
@@ -81,6 +90,7 @@ class HeartbeatServerFactory(Factory):
         tcpKeepalive: bool = False,
         cluster: Optional[Cluster] = None,
         heartbeatPongTimeout: Optional[float] = 5.0,
+        jwtVerifier: Optional[Any] = None,
     ) -> None:
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
@@ -93,6 +103,12 @@ class HeartbeatServerFactory(Factory):
         self.maxWriteBuffer = maxWriteBuffer
         self.authToken = authToken
         self.authTimeout = authTimeout
+        if authToken is not None and jwtVerifier is not None:
+            raise ValueError("a server takes a shared authToken or a jwtVerifier, not both")
+        self.jwtVerifier = jwtVerifier
+        self.tokenExpiries = (
+            TokenExpiries(self.clock) if jwtVerifier is not None else None
+        )
         self.tcpKeepalive = tcpKeepalive
         self.connections: Set[HeartbeatServerProtocol] = set()
         self.accepted = 0

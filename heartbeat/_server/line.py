@@ -102,20 +102,20 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:
+            if self.factory.jwtVerifier is not None and line.startswith(b"auth "):
+                self.heartbeatTokenReceived(line.rstrip(b"\r"))
+                return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
                 if is_handshake(line):
-                    self._heartbeatNegotiate(line.rstrip(b"\r"))
+                    self.heartbeatNegotiate(parse_handshake, line.rstrip(b"\r"))
                     return
                 self.heartbeatEnterPresence()
             super().lineReceived(line)
         else:
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
 
-    def _heartbeatNegotiate(self, line: bytes) -> None:
-        fields = self.heartbeatNegotiate(parse_handshake, line)
-        if fields is not None:
-            self.sendLine(format_handshake(fields))
-            self.heartbeatEnterPresence()
+    def heartbeatAnswer(self, fields) -> None:
+        self.sendLine(format_handshake(fields))
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

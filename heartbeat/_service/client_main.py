@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getopt
 import sys
+from functools import partial
 from typing import List, Optional
 
 from twisted.internet.endpoints import clientFromString
@@ -27,7 +28,13 @@ from .._client.factory import BufferFull, HeartbeatClientFactory, ServerRefused
 from .._client.protocol import HeartbeatClientProtocol
 from .._core.protocol import peer_name
 from .._framing.line import PING, parse_heartbeat
-from .options import HeartbeatOptions, positive_float, positive_int, version_line
+from .options import (
+    HeartbeatOptions,
+    positive_float,
+    positive_int,
+    token_from_file,
+    version_line,
+)
 
 log = Logger()
 
@@ -63,7 +70,9 @@ class Options(HeartbeatOptions):
         "drops a dead one and reconnects with jittered backoff; lines typed "
         "while disconnected are sent after reconnection.  Logs go to "
         "stderr.  Exits 1 if the server refuses the client "
-        "(error unauthorized).  --interval, --timeout, --pong-timeout "
+        "(error unauthorized).  --auth-token-file is read again for each "
+        "connection, and for a fresh token before the server's says it "
+        "expires, so a JWT renewed in the file is the one sent.  --interval, --timeout, --pong-timeout "
         "and --max-line-length follow the server's, as its handshake "
         "answer announces them, unless given here; the defaults shown "
         "apply until it answers."
@@ -256,7 +265,10 @@ def _run(reactor, options: Options):
     factory.initialDelay = options["initial-delay"]
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]
-    factory.authToken = options["auth-token"]
+    if options["auth-token-file"] is not None:
+        # Read again for each connection and each fresh token, so that a
+        # token rewritten in the file (a JWT renewed) is the one sent.
+        factory.authToken = partial(token_from_file, options["auth-token-file"])
     factory.name = options["name"]
     StandardIO(_StdinLines(factory), reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)
