@@ -20,8 +20,8 @@ from heartbeat._cluster.interface import PresentConnection
 from heartbeat._framing.handshake import SUBPROTOCOL
 
 from .helpers import connect, lose, take
-from .test_handshake import NegotiatingBrowser, open_page
-from .test_websocket import goodbye, make_server
+from .test_handshake import NegotiatingBrowser
+from .test_websocket import goodbye, make_server, open_browser
 
 case = SynchronousTestCase()
 result = case.successResultOf
@@ -219,7 +219,7 @@ def test_names_are_listed_a_page_at_a_time(clock):
 def test_a_page_names_itself_and_can_be_disconnected(clock):
     """A page's hello names it in presence; disconnect closes it with 4002."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
     assert result(hub.isOnline("dave")) is True
     assert result(hub.disconnect("dave")) == 1
     pump.flush()
