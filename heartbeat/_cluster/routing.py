@@ -129,7 +129,11 @@ class Router:
             call = cluster.clock.callLater(timeout, inquiry.finish)
             question = b" ".join([self._node, number, name.encode()])
             for node in others:
-                self.link.call("publish", self.schema.nodeChannel(node), b"Q" + question)
+                # A node that cannot be asked (Redis is down or hangs) has
+                # nothing to add to what presence knows.
+                self.link.call(
+                    "publish", self.schema.nodeChannel(node), b"Q" + question
+                ).addErrback(lambda failure, node=node: inquiry.answer(node, []))
 
             def done(answers):
                 del self._inquiries[number]
