@@ -300,7 +300,8 @@ def test_a_bad_client_name_is_refused_in_one_line():
 
 def test_a_password_is_sent_and_a_wrong_one_said_once():
     """A Redis that requires a password: the right one joins the cluster;
-    a wrong one is said in one error line, and the node serves its own
+    a wrong one is said in one error line (not one per attempt, and no
+    traceback when the node stops), and the node serves its own
     connections all the same."""
     require_redis()
     redis = RedisServer(password="s3cret")
@@ -315,12 +316,15 @@ def test_a_password_is_sent_and_a_wrong_one_said_once():
         wait_for(lambda: "refused this node" in nodes[1].log(), what="the refusal")
         time.sleep(1.5)
         assert nodes[1].log().count("refused this node") == 1
+        assert "could not auth" not in nodes[1].log()
         assert "s3cret" not in nodes[1].log() and ":wrong@" not in nodes[1].log()
         assert redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1") == ["right"]
     finally:
         for node in nodes:
             node.stop()
         redis.close()
+    for node in nodes:
+        assert "Traceback" not in node.log() and "Unhandled" not in node.log(), node.log()
 
 
 def test_a_node_reaches_redis_over_tls(tmp_path):

@@ -15,6 +15,13 @@ either connection drops the other too, so the link is up or down as a
 whole, and every time it comes back it is subscribed afresh.  While it is
 down, commands fail at once with L{ClusterUnavailable}: nothing waits
 for Redis, and nothing queues.
+
+Each connection is made ready here (C{AUTH}, then C{SELECT} for the
+command connection), not by C{txredisapi}'s pool factory: the link keeps
+one connection of each kind and decides itself when to try again and
+what to say, so that a Redis that refuses this node (a wrong password, a
+database it does not have) is said once, and one that does not answer is
+told from one that refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Callable, List, Optional, Sequence
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -88,8 +96,8 @@ class RedisLink:
         self._downSince = self._reactor.seconds()
         self._scheduleDownLog(self.timeout)
         self._slots = [
-            _Slot(self, _Factory(self, txredisapi.RedisProtocol, self.address.db)),
-            _Slot(self, _Factory(self, _Subscriber, None)),
+            _Slot(self, _Factory(self, txredisapi.RedisProtocol)),
+            _Slot(self, _Factory(self, _Subscriber)),
         ]
         for slot in self._slots:
             slot.connect()
@@ -149,7 +157,36 @@ class RedisLink:
 
     # The connections' side
 
-    def connectionReady(self, factory: "_Factory", connection) -> None:
+    def connectionMade(self, connection) -> None:
+        """
+        A connection to Redis is open: authenticate it and choose its
+        database, then put it to use.
+        """
+        if self._stopped:
+            connection.transport.loseConnection()
+            return
+        address = self.address
+        ready: Deferred = succeed(None)
+        if address.password is not None:
+            ready.addCallback(lambda _: _asked(
+                "AUTH", connection.auth(address.password, address.username)))
+        if address.db and not isinstance(connection, _Subscriber):
+            ready.addCallback(lambda _: _asked("SELECT", connection.select(address.db)))
+        ready.addCallbacks(
+            lambda _: self._connectionReady(connection),
+            lambda failure: self._notReady(connection, failure),
+        )
+
+    def _notReady(self, connection, failure: Failure) -> None:
+        why = failure.getErrorMessage()
+        if failure.check(txredisapi.ResponseError):
+            self.refused(why)
+        else:
+            # No answer (a Redis that hangs), or the connection lost.
+            self.connectFailed(why)
+        self._drop(connection, why)
+
+    def _connectionReady(self, connection) -> None:
         if self._stopped:
             connection.transport.loseConnection()
             return
@@ -269,38 +306,41 @@ class RedisLink:
         self._scheduleDownLog(DOWN_LOG_INTERVAL)
 
 
-class _Factory(txredisapi.RedisFactory):
+def _asked(command: str, reply: Deferred) -> Deferred:
     """
-    Builds one connection of the link; C{txredisapi}'s own pool and its
-    reconnecting service are not used, so that the link decides when to
-    try again and what to log.
+    C{reply} to C{command}, whose refusal says which command was refused.
     """
 
-    def __init__(self, link: RedisLink, protocol: type, db: Optional[int]) -> None:
-        address = link.address
-        super().__init__(
-            address.display,
-            db or None,
-            1,
-            isLazy=True,
-            charset=None,
-            password=address.password,
-            replyTimeout=link.timeout,
-            convertNumbers=False,
-            username=address.username,
-        )
-        self.protocol = protocol
+    def refused(failure: Failure) -> Failure:
+        if failure.check(txredisapi.ResponseError):
+            return Failure(txredisapi.ResponseError(
+                f"{command} refused: {failure.getErrorMessage()}"))
+        return failure
+
+    return reply.addErrback(refused)
+
+
+class _Factory(Factory):
+    """
+    Builds one connection of the link: bytes in and out, replies within
+    the link's timeout on the link's clock.  Not C{txredisapi}'s pool
+    factory, which queues every connection it is given for good and logs
+    each refusal itself.
+    """
+
+    noisy = False
+
+    def __init__(self, link: RedisLink, protocol: type) -> None:
         self.link = link
+        self.protocol = protocol
 
-    def addConnection(self, conn) -> None:
-        # Ready: authenticated, on its database.
-        super().addConnection(conn)
-        if conn in self.pool:
-            self.link.connectionReady(self, conn)
-
-    def connectionError(self, why: str) -> None:
-        super().connectionError(why)
-        self.link.refused(why)
+    def buildProtocol(self, addr):
+        connection = self.protocol(
+            None, replyTimeout=self.link.timeout, convertNumbers=False
+        )
+        connection.factory = self
+        connection.callLater = self.link._reactor.callLater
+        return connection
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
@@ -331,6 +371,7 @@ class _Slot:
         self._attempt = None
         self.protocol = protocol
         protocol.whenDisconnected().addCallback(self._lost)
+        self.link.connectionMade(protocol)
 
     def _failed(self, failure: Failure) -> None:
         self._attempt = None
