@@ -165,3 +165,15 @@ def test_a_password_that_gets_no_answer_is_no_refusal(logged):
         "Redis response in 0.5 seconds): serving this node's connections only, and "
         "retrying")
     link.link.stop()
+
+
+def test_stopping_while_the_subscription_is_unanswered_leaves_nothing(logged):
+    """Stopped before Redis answered SUBSCRIBE: no timer is left behind,
+    and a late answer does not bring the stopped link up."""
+    link = Link()
+    link.link.start()
+    command, subscriber = link.redis.acceptBoth()
+    link.link.stop()
+    assert link.clock.getDelayedCalls() == []
+    subscriber.reply(subscribed(CHANNELS))
+    assert not link.link.up and link.ups == []

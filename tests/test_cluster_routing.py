@@ -81,3 +81,24 @@ def test_a_search_while_redis_hangs_answers_from_presence_at_once(unhandled):
     del rows, link, router
     gc.collect()
     assert unhandled == []
+
+
+class QuietLink(HungLink):
+    """A link to a Redis that takes every command and publishes to nodes
+    that never answer."""
+
+    def call(self, method, *args):
+        self.calls.append((method, args))
+        return succeed(1)
+
+
+def test_stopping_ends_a_search_under_way():
+    """A search still waiting for answers when the node stops is answered
+    from presence then, and leaves no timer behind."""
+    cluster = Members()
+    router = Router(cluster, QuietLink(), Schema(0))
+    d = router.inspect("alice", timeout=2.0)
+    case.assertNoResult(d)
+    router.stop()
+    assert [row["connection"] for row in case.successResultOf(d)] == ["n2#abc.1", "n3#def.4"]
+    assert cluster.clock.getDelayedCalls() == []

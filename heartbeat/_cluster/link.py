@@ -83,6 +83,8 @@ class RedisLink:
         self._downSince: Optional[float] = None
         self._lastReason = "not connected yet"
         self._downCall = None
+        # SUBSCRIBE has no reply timeout of its own: this is its.
+        self._late = None
         self._stopped = False
 
     @property
@@ -108,6 +110,7 @@ class RedisLink:
         """
         self._stopped = True
         self._cancelDownLog()
+        self._cancelLate()
         self._up = False
         return gatherResults([slot.stop() for slot in self._slots], consumeErrors=True)
 
@@ -192,14 +195,12 @@ class RedisLink:
             return
         if isinstance(connection, _Subscriber):
             self._subscriber = connection
-            # SUBSCRIBE has no reply timeout of its own.
-            late = self._reactor.callLater(
+            self._late = self._reactor.callLater(
                 self.timeout, self._drop, connection, "no answer to SUBSCRIBE"
             )
 
             def answered(result):
-                if late.active():
-                    late.cancel()
+                self._cancelLate()
                 return result
 
             connection.subscribe(self.channels).addBoth(answered).addCallbacks(
@@ -215,8 +216,13 @@ class RedisLink:
             self._subscribed = True
             self._maybeUp()
 
+    def _cancelLate(self) -> None:
+        late, self._late = self._late, None
+        if late is not None and late.active():
+            late.cancel()
+
     def _maybeUp(self) -> None:
-        if self._up or self._command is None or not self._subscribed:
+        if self._stopped or self._up or self._command is None or not self._subscribed:
             return
         self._up = True
         self._failures = 0
@@ -232,6 +238,7 @@ class RedisLink:
         elif connection is self._subscriber:
             self._subscriber = None
             self._subscribed = False
+            self._cancelLate()
         else:
             return
         # The two go down together: the other is closed too, and both come

@@ -67,7 +67,7 @@ class NodeLiveness:
         would stop); a beat still under way is not doubled.
         """
         cluster = self.cluster
-        if not cluster.link.up or self._beating is not None:
+        if cluster.stopped or not cluster.link.up or self._beating is not None:
             return succeed(None)
         if cluster.presence.dirty:
             d = self._register()

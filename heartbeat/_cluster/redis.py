@@ -110,6 +110,7 @@ class RedisCluster(Cluster):
         """
         self.stopped = True
         self.liveness.stop()
+        self.router.stop()
         if self.link.up and not self.observer:
             d = self.presence.unregister()
             d.addErrback(

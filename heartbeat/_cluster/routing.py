@@ -28,6 +28,7 @@ from itertools import count
 from typing import Any, Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -126,7 +127,7 @@ class Router:
                 return succeed([])
             number = b"%d" % next(self._numbers)
             inquiry = self._inquiries[number] = _Inquiry(others)
-            call = cluster.clock.callLater(timeout, inquiry.finish)
+            inquiry.call = cluster.clock.callLater(timeout, inquiry.finish)
             question = b" ".join([self._node, number, name.encode()])
             for node in others:
                 # A node that cannot be asked (Redis is down or hangs) has
@@ -137,8 +138,6 @@ class Router:
 
             def done(answers):
                 del self._inquiries[number]
-                if call.active():
-                    call.cancel()
                 return answers
 
             return inquiry.deferred.addBoth(done)
@@ -156,6 +155,14 @@ class Router:
             return ask(connections).addCallback(merged, connections)
 
         return cluster.connectionsOf(name).addCallback(answered)
+
+    def stop(self) -> None:
+        """
+        The node is stopping: every search under way is answered now with
+        what it has.
+        """
+        for inquiry in list(self._inquiries.values()):
+            inquiry.finish()
 
     # Receiving
 
@@ -207,6 +214,7 @@ class _Inquiry:
         self.waiting = set(nodes)
         self.answers: List[dict] = []
         self.deferred: Deferred = Deferred()
+        self.call: Optional[IDelayedCall] = None
 
     def answer(self, node: str, rows: list) -> None:
         if node in self.waiting:
@@ -216,5 +224,8 @@ class _Inquiry:
                 self.finish()
 
     def finish(self) -> None:
+        call, self.call = self.call, None
+        if call is not None and call.active():
+            call.cancel()
         if not self.deferred.called:
             self.deferred.callback(self.answers)
