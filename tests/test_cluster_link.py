@@ -177,3 +177,42 @@ def test_stopping_while_the_subscription_is_unanswered_leaves_nothing(logged):
     assert link.clock.getDelayedCalls() == []
     subscriber.reply(subscribed(CHANNELS))
     assert not link.link.up and link.ups == []
+
+
+def test_a_redis_that_hangs_is_noticed_by_the_subscriber_alone(logged):
+    """The subscribing connection, which otherwise only listens, pings
+    Redis: one that stops answering takes the link down within the
+    keepalive and the timeout, without any command being sent."""
+    link = Link()
+    link.link.keepalive = 1.0
+    command, subscriber = link.up()
+    link.clock.advance(1.0)
+    assert subscriber.commands() == [[b"PING"]]
+    subscriber.reply(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+    link.clock.advance(1.0)
+    assert subscriber.commands() == [[b"PING"]]
+    link.clock.advance(0.5)
+    assert subscriber.transport.disconnecting or subscriber.transport.disconnected
+    subscriber.lose()
+    command.lose()
+    assert link.downs == [2.5] and not link.link.up
+    assert command.commands() == []
+    link.link.stop()
+    assert link.clock.getDelayedCalls() == []
+
+
+def test_an_observer_listens_only_for_answers_to_its_questions():
+    """The supervisor's view of the cluster subscribes to its own channel
+    only: it does not receive every broadcast and presence event of the
+    cluster."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from heartbeat._cluster.redis import RedisCluster
+
+    observer = RedisCluster("unix:///tmp/redis.sock?db=2", "box", 1.0,
+                            reactor=MemoryReactorClock(), observer=True)
+    assert observer.link.channels == [b"heartbeat:2:node:box"]
+    node = RedisCluster("unix:///tmp/redis.sock?db=2", "box/1", 1.0,
+                        reactor=MemoryReactorClock())
+    assert sorted(node.link.channels) == [
+        b"heartbeat:2:all", b"heartbeat:2:node:box/1", b"heartbeat:2:presence"]

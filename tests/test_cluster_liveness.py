@@ -22,9 +22,6 @@ class RecordingLink:
         self.scripts.append(args)
         return succeed([1, 0])
 
-    def pingSubscriber(self):
-        return succeed(b"PONG")
-
 
 def node(**state):
     cluster = SimpleNamespace(

@@ -31,6 +31,7 @@ from typing import Callable, List, Optional, Sequence
 import txredisapi
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -47,6 +48,9 @@ class RedisLink:
     Keeps a node connected to Redis and subscribed to its channels.
 
     @ivar timeout: seconds a command (or a connection attempt) may take.
+    @ivar keepalive: seconds between pings of the subscribing connection
+        while the link is up; that connection otherwise only listens, and
+        would never notice a Redis that hangs.  C{None}: no pings.
     @ivar maxRetryDelay: the longest wait between connection attempts.
     @ivar onUp: called each time the link comes up, subscribed.
     @ivar onDown: called each time it goes down.
@@ -66,6 +70,7 @@ class RedisLink:
         onDown: Callable[[], None],
         timeout: float,
         reactor,
+        keepalive: Optional[float] = None,
     ) -> None:
         self.address = address
         self.channels = list(channels)
@@ -73,7 +78,9 @@ class RedisLink:
         self.onUp = onUp
         self.onDown = onDown
         self.timeout = timeout
+        self.keepalive = keepalive
         self._reactor = reactor
+        self._pings: Optional[LoopingCall] = None
         self._command: Optional[txredisapi.BaseRedisProtocol] = None
         self._subscriber: Optional[_Subscriber] = None
         self._subscribed = False
@@ -111,6 +118,7 @@ class RedisLink:
         self._stopped = True
         self._cancelDownLog()
         self._cancelLate()
+        self._stopPings()
         self._up = False
         return gatherResults([slot.stop() for slot in self._slots], consumeErrors=True)
 
@@ -138,15 +146,17 @@ class RedisLink:
         """
         return self.call("eval", source, list(keys), list(args))
 
-    def pingSubscriber(self) -> Deferred:
-        """
-        Ping the subscribing connection, which otherwise sends nothing and
-        so would never notice a Redis that hangs.
-        """
+    def _ping(self) -> None:
         subscriber = self._subscriber
-        if not self._up or subscriber is None:
-            return fail(ClusterUnavailable(self._unavailable()))
-        return subscriber.execute_command("PING").addErrback(self._failed)
+        if subscriber is not None:
+            # No answer within the timeout aborts the connection, and the
+            # link goes down: nothing more to do with the failure.
+            subscriber.execute_command("PING").addErrback(lambda failure: None)
+
+    def _stopPings(self) -> None:
+        pings, self._pings = self._pings, None
+        if pings is not None and pings.running:
+            pings.stop()
 
     def _failed(self, failure: Failure) -> Failure:
         if failure.check(txredisapi.ResponseError):
@@ -227,6 +237,12 @@ class RedisLink:
         self._up = True
         self._failures = 0
         self._cancelDownLog()
+        if self.keepalive:
+            self._pings = LoopingCall(self._ping)
+            self._pings.clock = self._reactor
+            self._pings.start(self.keepalive, now=False).addErrback(
+                lambda failure: self.log.failure("pinging Redis stopped", failure)
+            )
         self.log.info(
             "connected to Redis at {address}", address=self.address.display
         )
@@ -248,6 +264,7 @@ class RedisLink:
                 other.transport.abortConnection()
         if self._up:
             self._up = False
+            self._stopPings()
             self._downSince = self._reactor.seconds()
             if not self._stopped:
                 self.log.warn(

@@ -79,8 +79,6 @@ class NodeLiveness:
                 [schema.prefix, cluster.nodeId, cluster.incarnation,
                  repr(self.nodeTimeout), schema.presenceChannel],
             ).addCallback(self._beaten)
-            # The subscribing connection hears nothing else from Redis.
-            cluster.link.pingSubscriber().addErrback(self._failed)
         self._beating = d
         d.addErrback(self._failed)
         d.addBoth(self._done)
