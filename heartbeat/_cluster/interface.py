@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from .._core.protocol import peer_name
 from .identity import (
+    check_node_id,
     connection_key,
     default_node_id,
     new_incarnation,
@@ -138,7 +139,10 @@ class Cluster:
     log = Logger()
 
     def __init__(self, nodeId: Optional[str] = None) -> None:
-        self.nodeId = nodeId if nodeId is not None else default_node_id()
+        """
+        @raise ValueError: C{nodeId} cannot be a node id.
+        """
+        self.nodeId = check_node_id(nodeId) if nodeId is not None else default_node_id()
         self.incarnation = new_incarnation()
         self.messagesSent = 0
         self.messagesReceived = 0
