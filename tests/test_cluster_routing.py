@@ -102,3 +102,93 @@ def test_stopping_ends_a_search_under_way():
     router.stop()
     assert [row["connection"] for row in case.successResultOf(d)] == ["n2#abc.1", "n3#def.4"]
     assert cluster.clock.getDelayedCalls() == []
+
+
+class Listener:
+    """One of this node's connections, as the cluster sees it."""
+
+    heartbeatAdmitted = heartbeatPresent = True
+    heartbeatName = None
+    heartbeatSince = 0.0
+
+    def __init__(self, number, fails=False):
+        self.heartbeatConnectionId = number
+        self.fails = fails
+        self.received = []
+
+    def sendMessage(self, line, isBinary=None):
+        if self.fails:
+            raise RuntimeError("a bug in the application's protocol")
+        if b"\n" in line:
+            raise ValueError("an application line must not contain b'\\n'")
+        self.received.append(line)
+
+
+class Here:
+    """The server a cluster serves: its connections."""
+
+    def __init__(self, members):
+        self.members = members
+
+    def clusterMembers(self):
+        return self.members
+
+    def presenceJoined(self, name, node):
+        pass
+
+    def presenceLeft(self, name, node, reason):
+        pass
+
+
+def routed(members):
+    cluster = Members()
+    cluster.attach(Here(members))
+    link = QuietLink()
+    return cluster, link, Router(cluster, link, Schema(0))
+
+
+@pytest.mark.parametrize("send", [
+    lambda router: router.broadcast(b"two\nlines", None, None),
+    lambda router: router.sendTo("n1#abc.1", b"two\nlines", None),
+    lambda router: router.sendTo("alice", b"two\nlines", None),
+])
+def test_a_line_with_a_newline_is_refused_before_anything_is_sent(send):
+    """A line holding a newline, which line peers cannot receive whole, is
+    refused with ValueError before any connection, here or on another
+    node, gets any of it."""
+    cluster, link, router = routed([Listener(1), Listener(2)])
+    with pytest.raises(ValueError, match="newline"):
+        send(router)
+    assert link.calls == []
+    assert [member.received for member in cluster.node.members] == [[], []]
+
+
+def test_the_local_cluster_refuses_a_newline_too():
+    """Without Redis, the same: refused, nobody gets a part of it."""
+    from heartbeat._cluster.local import LocalCluster
+
+    cluster = LocalCluster("solo")
+    members = [Listener(1), Listener(2)]
+    cluster.attach(Here(members))
+    for send in (cluster.broadcast, lambda line: cluster.sendTo("solo#x.1", line)):
+        with pytest.raises(ValueError, match="newline"):
+            send(b"two\nlines")
+    assert [member.received for member in members] == [[], []]
+
+
+def test_what_another_node_sends_never_raises_into_the_redis_client(unhandled):
+    """A line from another node reaches every connection here, even when
+    delivering to one of them raises; a line no line peer could receive
+    (from a node that did not check it) is dropped with a warning, not a
+    traceback through the Redis client."""
+    members = [Listener(1), Listener(2, fails=True), Listener(3)]
+    cluster, link, router = routed(members)
+    router.broadcastReceived(b"Nn2 hello")
+    assert [member.received for member in members] == [[b"hello"], [], [b"hello"]]
+    assert len(unhandled) == 1
+    assert "a bug in the application's protocol" in str(unhandled[0]["log_failure"].value)
+    del unhandled[:]
+    router.broadcastReceived(b"Nn2 two\nlines")
+    router.nodeMessageReceived(b"SN" + cluster.keyOf(members[0]).encode() + b" two\nlines")
+    assert [member.received for member in members] == [[b"hello"], [], [b"hello"]]
+    assert unhandled == []

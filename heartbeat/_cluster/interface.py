@@ -41,6 +41,18 @@ NODE_DIED = "node died"
 REASONS = (CLOSED, TIMEOUT, NODE_DIED)
 
 
+def check_line(line: bytes) -> bytes:
+    """
+    @raise ValueError: C{line} holds a newline, which a line peer could
+        not receive whole: refused before any connection gets any of it.
+    """
+    if b"\n" in line:
+        raise ValueError(
+            "a line sent through the cluster must not contain a newline (b'\\n')"
+        )
+    return line
+
+
 class ClusterUnavailable(Exception):
     """
     The rest of the cluster could not be reached (Redis is down, hung or
@@ -272,7 +284,7 @@ class Cluster:
     def deliverLocally(self, name: str, line: bytes, isBinary: Optional[bool]) -> int:
         members = self.localMembers(name)
         for member in members:
-            member.sendMessage(line, isBinary)
+            self._deliver(member, line, isBinary)
         return len(members)
 
     def broadcastLocally(
@@ -282,9 +294,18 @@ class Cluster:
         if self.node is not None:
             for member in list(self.node.clusterMembers()):
                 if member is not exclude and member.heartbeatAdmitted:
-                    member.sendMessage(line, isBinary)
+                    self._deliver(member, line, isBinary)
                     sent += 1
         return sent
+
+    def _deliver(self, member: Member, line: bytes, isBinary: Optional[bool]) -> None:
+        # One connection's failure (a bug in its protocol) must not keep
+        # the line from the others, nor reach whoever handed it over (the
+        # Redis client, for a line from another node).
+        try:
+            member.sendMessage(line, isBinary)
+        except Exception:
+            self.log.failure("sending a line to {peer} raised", peer=peer_name(member))
 
     def disconnectLocally(self, name: str) -> int:
         members = self.localMembers(name)
@@ -359,6 +380,8 @@ class Cluster:
         Send C{line} to every admitted connection of the cluster but
         C{exclude}.  This node's connections get it at once.
 
+        @raise ValueError: C{line} holds a newline (see L{check_line}).
+
         @return: a L{Deferred} firing with how many of this node's
             connections got it, once the rest of the cluster has it too;
             failing with L{ClusterUnavailable} when it could not be handed
@@ -369,6 +392,8 @@ class Cluster:
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool] = None) -> Deferred:
         """
         Send C{line} to every connection of C{name}, wherever it is.
+
+        @raise ValueError: C{line} holds a newline (see L{check_line}).
 
         @return: a L{Deferred} firing with how many connections it was
             sent to.

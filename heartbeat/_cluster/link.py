@@ -369,7 +369,14 @@ class _Factory(Factory):
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern, channel: bytes, message: bytes) -> None:
-        self.factory.link.onMessage(channel, message)
+        # Raised into txredisapi, an error would cut the subscription and
+        # lose the rest of what Redis sent in that read.
+        try:
+            self.factory.link.onMessage(channel, message)
+        except Exception:
+            RedisLink.log.failure(
+                "handling a message on {channel!r} raised", channel=channel
+            )
 
 
 class _Slot:

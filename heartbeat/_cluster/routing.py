@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .identity import parse_connection_key
-from .interface import ClusterUnavailable
+from .interface import ClusterUnavailable, check_line
 from .link import RedisLink
 from .scripts import ROUTE, Schema
 from .throttle import ThrottledWarning
@@ -62,17 +62,24 @@ class Router:
             "the last such line)",
             cluster.clock,
         )
+        self._dropped = ThrottledWarning(
+            self.log,
+            "a line from {node} holds a newline, which line peers cannot "
+            "receive whole: not delivered ({unlogged} more since the last "
+            "such line)",
+            cluster.clock,
+        )
 
     # Sending
 
     def broadcast(self, line: bytes, exclude: object, isBinary: Optional[bool]) -> Deferred:
-        local = self.cluster.broadcastLocally(line, exclude, isBinary)
+        local = self.cluster.broadcastLocally(check_line(line), exclude, isBinary)
         message = _FLAGS[isBinary] + self._node + b" " + line
         d = self.link.call("publish", self.schema.broadcastChannel, message)
         return self._counted(d, "broadcast").addCallback(lambda _: local)
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool]) -> Deferred:
-        local = self.cluster.deliverLocally(name, line, isBinary)
+        local = self.cluster.deliverLocally(name, check_line(line), isBinary)
         message = b"S" + _FLAGS[isBinary] + name.encode() + b" " + line
         return self._route(name, message, "line for a name").addCallback(
             lambda remote: local + remote
@@ -172,7 +179,16 @@ class Router:
         if node == self._node or flag not in _BINARY:
             return
         self.cluster.messagesReceived += 1
-        self.cluster.broadcastLocally(line, None, _BINARY[flag])
+        if self._deliverable(line, node):
+            self.cluster.broadcastLocally(line, None, _BINARY[flag])
+
+    def _deliverable(self, line: bytes, node: bytes) -> bool:
+        # Every node refuses such a line before publishing it; one that did
+        # not (another version) must not reach the connections here.
+        if b"\n" not in line:
+            return True
+        self._dropped(node=node.decode("ascii", "replace"))
+        return False
 
     def nodeMessageReceived(self, message: bytes) -> None:
         kind = message[:1]
@@ -181,8 +197,9 @@ class Router:
             name, _, line = message[2:].partition(b" ")
             if flag in _BINARY:
                 self.cluster.messagesReceived += 1
-                self.cluster.deliverLocally(name.decode("ascii", "replace"), line,
-                                            _BINARY[flag])
+                if self._deliverable(line, b"another node"):
+                    self.cluster.deliverLocally(name.decode("ascii", "replace"), line,
+                                                _BINARY[flag])
         elif kind == b"D":
             self.cluster.messagesReceived += 1
             self.cluster.disconnectLocally(message[1:].decode("ascii", "replace"))

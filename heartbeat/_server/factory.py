@@ -232,6 +232,8 @@ class HeartbeatServerFactory(Factory):
         @return: a L{Deferred} firing with how many connections it was sent
             to; failing with L{ClusterUnavailable} when other nodes hold
             the name and could not be reached.
+        @raise ValueError: C{line} holds a newline, which line peers could
+            not receive whole; nobody gets any of it.
         """
         return self.cluster.sendTo(name, line, isBinary)
 
@@ -280,6 +282,8 @@ class HeartbeatServerFactory(Factory):
             connections it was sent to, once the other nodes have it too;
             failing with L{ClusterUnavailable} when they could not be
             reached.
+        @raise ValueError: C{line} holds a newline, which line peers could
+            not receive whole; nobody gets any of it.
         """
         return self.cluster.broadcast(line, exclude, isBinary)
 
