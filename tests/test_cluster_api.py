@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from heartbeat._framing.handshake import format_handshake
+
 from .clusternodes import names
 from .processes import ROOT, LoggedProcess, Peer, wait_for
 from .redisserver import REDIS_CLI
@@ -28,8 +30,9 @@ class App(LoggedProcess):
 
     def peer(self, name):
         peer = Peer(self.port)
-        peer.send(b"heartbeat/1 name=%s\n" % name.encode())
-        assert b"name=%s" % name.encode() in peer.readline()
+        handshake = format_handshake({"name": name})
+        peer.send(handshake + b"\n")
+        assert handshake.split(b" ")[1] in peer.readline()
         return peer
 
 
@@ -123,6 +126,27 @@ def test_presence_queries_and_events_span_the_nodes(apps, redis):
     assert ask(asker, "online carol") == "online: False"
     for peer in dave:
         peer.close()
+
+
+def test_names_beyond_ascii_are_themselves_on_every_node(apps, redis):
+    """José and Josè, on two nodes, are two names everywhere: in Redis, in
+    every node's events, in the queries, and a line for one reaches only
+    that one."""
+    app1, app2, app3 = apps
+    jose, josè = app1.peer("José"), app3.peer("Josè")
+    asker = app2.peer("Zoë")
+    assert ask(asker, "where José") == "where: app1"
+    assert ask(asker, "where Josè") == "where: app3"
+    assert ask(asker, "names") == "names: Josè José Zoë"
+    assert ask(asker, "to José olá") == "to: 1"
+    assert jose.readline().decode() == "olá"
+    assert set(names(redis)) == {"José", "Josè", "Zoë"}
+    wait_for(lambda: "joined José app1" in app3.log() and "joined Josè app3" in app1.log(),
+             what="the joins heard")
+    josè.close()
+    wait_for(lambda: "left Josè app3 closed" in app2.log(), what="Josè's leave")
+    assert ask(jose, "online Josè") == "online: False"
+    assert ask(asker, "online José") == "online: True"
 
 
 def test_without_redis_the_api_fails_clearly_and_local_lines_still_go(apps, redis):

@@ -216,3 +216,21 @@ def test_an_observer_listens_only_for_answers_to_its_questions():
                         reactor=MemoryReactorClock())
     assert sorted(node.link.channels) == [
         b"heartbeat:2:all", b"heartbeat:2:node:box/1", b"heartbeat:2:presence"]
+
+
+def test_a_command_the_client_cannot_encode_fails_instead_of_raising(logged):
+    """An argument the Redis client cannot encode fails the command's
+    Deferred; it never raises into the caller (a heartbeat's loop would
+    die of it, and the node never beat again)."""
+    link = Link()
+    command, subscriber = link.up()
+    failure = None
+
+    def failed(f):
+        nonlocal failure
+        failure = f
+
+    link.link.call("publish", "lone \ud800", b"x").addErrback(failed)
+    assert failure is not None
+    assert command.commands() == []
+    link.link.stop()

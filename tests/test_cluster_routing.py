@@ -4,6 +4,7 @@ and with what other nodes publish, without a Redis.
 """
 
 import gc
+from types import SimpleNamespace
 
 import pytest
 from twisted.internet.defer import fail, succeed
@@ -192,3 +193,20 @@ def test_what_another_node_sends_never_raises_into_the_redis_client(unhandled):
     router.nodeMessageReceived(b"SN" + cluster.keyOf(members[0]).encode() + b" two\nlines")
     assert [member.received for member in members] == [[b"hello"], [], [b"hello"]]
     assert unhandled == []
+
+
+@pytest.mark.parametrize("name", ["a b", "a\nb", "lone \ud800", "x" * 300])
+def test_a_name_that_can_be_no_ones_never_reaches_redis(name):
+    """A name no connection can have (a space in it would make the line
+    for 'a b' reach a as 'b ...') is no one's: nothing is published,
+    nothing sent, no query asked, and nothing raises."""
+    from heartbeat._cluster.presence import RedisPresence
+
+    cluster, link, router = routed([Listener(1)])
+    assert case.successResultOf(router.sendTo(name, b"hi", None)) == 0
+    assert case.successResultOf(router.disconnect(name)) == 0
+    presence = RedisPresence(SimpleNamespace(clock=Clock()), link, Schema(0))
+    assert case.successResultOf(presence.isOnline(name)) is False
+    assert case.successResultOf(presence.connectionsOf(name)) == []
+    assert link.calls == []
+    assert cluster.node.members[0].received == []

@@ -67,6 +67,12 @@ def test_presence_events_read_back():
     assert set(REASON_CODES) == {"closed", "timeout", "node died"}
 
 
+def test_names_beyond_ascii_read_back_as_themselves():
+    """Events about José and Josè are about two names, not one Jos?."""
+    message = "J n1 José\nL n1 c Josè".encode()
+    assert list(parse_events(message)) == [("n1", "José", None), ("n1", "Josè", "closed")]
+
+
 def test_reports_add_up_across_workers():
     """Totals, transports and round trips of several nodes add up; the mean
     round trip is weighted by the connections behind it; the oldest

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from heartbeat import HeartbeatServerFactory
 from heartbeat._cluster.identity import (
     ConnectionKey,
+    check_name,
     check_node_id,
     connection_key,
     new_incarnation,
@@ -226,6 +227,36 @@ def test_a_page_names_itself_and_can_be_disconnected(clock):
     assert browser.closed == (4002, "disconnected by server")
     assert result(hub.isOnline("dave")) is False
     goodbye(pump)
+
+
+@pytest.mark.parametrize("name", [
+    "alice", "José", "Josè", "\U0001f642", "a" * 256, "é" * 128, "50%", "a/b:c",
+])
+def test_names_that_may_be_given(name):
+    """Names of any script, up to 256 bytes, are names."""
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name, why", [
+    ("", "1 to 256 bytes"),
+    ("a" * 257, "1 to 256 bytes"),
+    ("é" * 129, "1 to 256 bytes"),
+    ("a b", "spaces"),
+    ("a\u00a0b", "spaces"),
+    ("a\nb", "control"),
+    ("a\tb", "control"),
+    ("a\x7fb", "control"),
+    ("a\u2028b", "spaces"),
+    ("a\u200bb", "invisible"),
+    ("a\u202eb", "invisible"),
+    ("a#b", "'#'"),
+    ("a\ud800", "UTF-8"),
+])
+def test_names_that_may_not(name, why):
+    """A name that could break a frame, pass for another, or not be
+    encoded is refused with the reason."""
+    with pytest.raises(ValueError, match=why):
+        check_name(name)
 
 
 def test_node_ids_are_checked():

@@ -129,7 +129,9 @@ class RedisLink:
 
         @return: a L{Deferred} firing with the reply, or failing with
             L{ClusterUnavailable} when the link is down or the command
-            fails or times out.
+            fails or times out, or with whatever the Redis client raised
+            (an argument it cannot encode): never raising, so that no
+            caller (a looping call) dies of it.
         """
         connection = self._command
         if not self._up or connection is None:
@@ -138,6 +140,8 @@ class RedisLink:
             result = getattr(connection, method)(*args, **kwargs)
         except txredisapi.ConnectionError as e:
             return fail(ClusterUnavailable(f"Redis at {self.address.display}: {e}"))
+        except Exception:
+            return fail()
         return result.addErrback(self._failed)
 
     def script(self, source: str, keys: Sequence, args: Sequence) -> Deferred:

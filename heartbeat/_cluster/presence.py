@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .identity import parse_connection_key
+from .identity import is_present_name, parse_connection_key
 from .interface import Member, PresentConnection
 from .link import RedisLink
 from .scripts import CHANGES, REASON_CODES, REGISTER, UNREGISTER, Schema
@@ -182,9 +182,14 @@ class RedisPresence:
     # Queries
 
     def isOnline(self, name: str) -> Deferred:
+        if not is_present_name(name):
+            return succeed(False)
         return self.link.call("exists", self.schema.name(name)).addCallback(bool)
 
     def connectionsOf(self, name: str) -> Deferred:
+        if not is_present_name(name):
+            return succeed([])
+
         def connections(records: Dict[bytes, bytes]) -> List[PresentConnection]:
             found = []
             for key, since in records.items():
@@ -204,5 +209,5 @@ class RedisPresence:
         return self.link.call(
             "execute_command", "ZRANGEBYLEX", self.schema.names, start, b"+",
             "LIMIT", 0, count,
-        ).addCallback(lambda names: [name.decode("ascii", "replace") for name in names])
+        ).addCallback(lambda names: [name.decode("utf-8", "replace") for name in names])
 

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .identity import parse_connection_key
+from .identity import is_present_name, parse_connection_key
 from .interface import ClusterUnavailable, check_line
 from .link import RedisLink
 from .scripts import ROUTE, Schema
@@ -80,18 +80,25 @@ class Router:
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool]) -> Deferred:
         local = self.cluster.deliverLocally(name, check_line(line), isBinary)
-        message = b"S" + _FLAGS[isBinary] + name.encode() + b" " + line
-        return self._route(name, message, "line for a name").addCallback(
-            lambda remote: local + remote
-        )
+        return self._route(
+            name, b"S" + _FLAGS[isBinary], b" " + line, "line for a name"
+        ).addCallback(lambda remote: local + remote)
 
     def disconnect(self, name: str) -> Deferred:
         local = self.cluster.disconnectLocally(name)
-        return self._route(name, b"D" + name.encode(), "disconnect").addCallback(
+        return self._route(name, b"D", b"", "disconnect").addCallback(
             lambda remote: local + remote
         )
 
-    def _route(self, name: str, message: bytes, what: str) -> Deferred:
+    def _route(self, name: str, kind: bytes, rest: bytes, what: str) -> Deferred:
+        """
+        Publish C{kind NAME rest} to the other nodes that hold C{name}.
+        """
+        if not is_present_name(name):
+            # No one's: and a space or a newline in it would break the
+            # message's frame on the nodes that read it.
+            return succeed(0)
+        message = kind + name.encode() + rest
         key = parse_connection_key(name)
         if key is not None:
             # A connection's key names its node: no need to look it up.
@@ -198,15 +205,15 @@ class Router:
             if flag in _BINARY:
                 self.cluster.messagesReceived += 1
                 if self._deliverable(line, b"another node"):
-                    self.cluster.deliverLocally(name.decode("ascii", "replace"), line,
+                    self.cluster.deliverLocally(name.decode("utf-8", "replace"), line,
                                                 _BINARY[flag])
         elif kind == b"D":
             self.cluster.messagesReceived += 1
-            self.cluster.disconnectLocally(message[1:].decode("ascii", "replace"))
+            self.cluster.disconnectLocally(message[1:].decode("utf-8", "replace"))
         elif kind == b"Q":
             node, number, name = (message[1:].split(b" ", 2) + [b"", b""])[:3]
             rows = [self.cluster.describe(member) for member in
-                    self.cluster.localMembers(name.decode("ascii", "replace"))]
+                    self.cluster.localMembers(name.decode("utf-8", "replace"))]
             answer = b" ".join([b"A" + self._node, number, json.dumps(rows).encode()])
             self.link.call("publish", self.schema.nodeChannel(node.decode()), answer
                            ).addErrback(lambda failure: None)

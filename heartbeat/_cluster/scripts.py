@@ -27,7 +27,9 @@ not Redis Cluster.
 
 A presence event is a line, C{J NODE NAME} or C{L NODE REASON NAME} with
 REASON C{c} (closed), C{t} (timeout) or C{d} (node died); a message may
-hold several, one per line.
+hold several, one per line.  Node ids and names hold no space and no
+newline (see L{heartbeat._cluster.identity}), so that no name can break
+an event: names are UTF-8 as they are.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def parse_events(message: bytes) -> Iterator[Tuple[str, str, Optional[str]]]:
     C{(node, name, reason)} for a leave.  Lines that are not events (from
     a newer version, say) are skipped.
     """
-    for line in message.decode("ascii", "replace").split("\n"):
+    for line in message.decode("utf-8", "replace").split("\n"):
         kind, _, rest = line.partition(" ")
         if kind == "J":
             node, _, name = rest.partition(" ")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
-from .._cluster.identity import may_be_a_name
+from .._cluster.identity import check_name
 from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
 from .._framing.handshake import Handshake, HandshakeError, timing_fields
@@ -174,7 +174,8 @@ class CountedByServer:
         @return: the answer's fields, in order: the connection's id, the
             server's timing and line limit, and the name when one was
             granted: one asked for before the connection entered presence,
-            and without C{#} (which would pass for a connection's key).
+            that the rule for names allows (see
+            L{heartbeat._cluster.identity.check_name}).
         """
         server = self.heartbeatServer
         fields: Dict[str, Union[str, int, float, None]] = {
@@ -190,17 +191,17 @@ class CountedByServer:
         )
         name = handshake.get("name")
         if name is not None:
-            if self.heartbeatPresent or not may_be_a_name(name):
+            try:
+                if self.heartbeatPresent:
+                    raise ValueError("asked for too late")
+                self.heartbeatName = fields["name"] = check_name(name)
+            except ValueError as e:
                 self._heartbeatLog.info(  # type: ignore[attr-defined]
                     "{peer}: name {name!r} not granted ({why})",
                     peer=peer_name(self),
                     name=name,
-                    why="asked for too late"
-                    if self.heartbeatPresent
-                    else "'#' is kept for connection keys",
+                    why=e,
                 )
-            else:
-                self.heartbeatName = fields["name"] = name
         return fields
 
     def heartbeatEnterPresence(self) -> None:
