@@ -111,6 +111,56 @@ def test_an_unnamed_connection_joins_under_its_key_after_the_wait(clock):
     assert result(factory.onlineCount()) == 0
 
 
+def held_by(owner):
+    """What C{owner}'s own state holds: its attributes, and what is in the
+    lists, sets, dictionaries and tuples among them."""
+    held, todo = [], list(vars(owner).values())
+    while todo:
+        value = todo.pop()
+        held.append(value)
+        if isinstance(value, dict):
+            todo += list(value.keys()) + list(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)) or type(value).__name__ == "deque":
+            todo += list(value)
+    return held
+
+
+def test_connections_that_come_and_go_are_not_kept_for_their_wait(clock):
+    """Connections that close before their handshake wait is over are not
+    held by the server until it is: a churn of short connections keeps
+    no more of them than are open."""
+    factory = make(clock, maxConnections=5)
+    quiet, _ = connect(factory)
+    gone = []
+    for _ in range(50):
+        protocol, _ = connect(factory)
+        gone.append(protocol)
+        lose(protocol)
+    kept = held_by(factory)
+    assert [protocol for protocol in gone if any(protocol is h for h in kept)] == []
+    assert any(quiet is h for h in kept)
+    lose(quiet)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_restarted_server_forgets_who_was_waiting(clock):
+    """A factory stopped while connections waited for their handshake, and
+    started again, times the new ones' waits as if it were new: its timer
+    goes once they are settled."""
+    factory = make(clock, heartbeatInterval=None, heartbeatTimeout=None)
+    factory.summaryInterval = 0
+    factory.startFactory()
+    old = [connect(factory)[0], connect(factory)[0]]
+    factory.stopFactory()
+    factory.startFactory()
+    fresh, _ = connect(factory)
+    fresh.dataReceived(b"heartbeat/1 name=fresh\n")
+    assert fresh.heartbeatPresent
+    assert clock.getDelayedCalls() == []
+    for protocol in old + [fresh]:
+        lose(protocol)
+
+
 def test_a_late_or_reserved_name_is_not_granted(clock):
     """A handshake after the connection entered presence, or a name with
     '#' (which could pass for another connection's key), is answered

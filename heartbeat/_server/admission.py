@@ -212,7 +212,7 @@ class CountedByServer:
         if self.heartbeatAdmitted and not self.heartbeatPresent:
             self.heartbeatPresent = True
             server = self.heartbeatServer
-            server.handshakeSettled()
+            server.handshakeSettled(self)
             server.cluster.join(self)
 
     def heartbeatDisconnect(self) -> None:
@@ -234,7 +234,7 @@ class CountedByServer:
             self.heartbeatPresent = False
             server.cluster.leave(self, reason)
         elif self.heartbeatAdmitted:
-            server.handshakeSettled()
+            server.handshakeSettled(self)
         self.heartbeatAdmitted = False
 
     def heartbeatRefuse(self, reason: bytes) -> None:

@@ -5,8 +5,8 @@ whatever their framing.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Deque, Iterable, Optional, Set, Tuple
+from collections import OrderedDict
+from typing import Iterable, Optional, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -103,9 +103,11 @@ class HeartbeatServerFactory(Factory):
         self._summary: Optional[LoopingCall] = None
         self._refusalLoggedAt: Optional[float] = None
         self._refusalsUnlogged = 0
-        self._awaitingHandshake: Deque[Tuple[float, CountedByServer]] = deque()
+        # The connections admitted and not yet in presence, with the time
+        # their wait ends, in the order they were admitted: each leaves it
+        # as it settles or closes, so that none is held for its wait.
+        self._awaitingHandshake: "OrderedDict[CountedByServer, float]" = OrderedDict()
         self._handshakeCall: Optional[IDelayedCall] = None
-        self._waiting = 0
         self.cluster = cluster if cluster is not None else LocalCluster()
         self.cluster.attach(self)
 
@@ -136,40 +138,44 @@ class HeartbeatServerFactory(Factory):
         message, or once L{handshakeWait} is over.  One timer serves every
         connection waiting, in the order they were admitted.
         """
-        self._waiting += 1
         if not self.handshakeWait:
             protocol.heartbeatEnterPresence()
             return
-        self._awaitingHandshake.append(
-            (self.clock.seconds() + self.handshakeWait, protocol)
-        )
+        self._awaitingHandshake[protocol] = self.clock.seconds() + self.handshakeWait
         if self._handshakeCall is None:
             self._handshakeCall = self.clock.callLater(
                 self.handshakeWait, self._handshakeWaitOver
             )
 
-    def handshakeSettled(self) -> None:
+    def handshakeSettled(self, protocol: CountedByServer) -> None:
         """
-        A connection admitted has entered presence, or is gone before it
-        did: once none is left waiting, the timer goes.
+        C{protocol}, admitted, has entered presence, or is gone before it
+        did: it waits no more, and once none is left waiting, the timer
+        goes.
         """
-        self._waiting -= 1
-        if not self._waiting:
-            self._awaitingHandshake.clear()
-            call, self._handshakeCall = self._handshakeCall, None
-            if call is not None and call.active():
-                call.cancel()
+        waiting = self._awaitingHandshake
+        waiting.pop(protocol, None)
+        if not waiting:
+            self._cancelHandshakeCall()
+
+    def _cancelHandshakeCall(self) -> None:
+        call, self._handshakeCall = self._handshakeCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _handshakeWaitOver(self) -> None:
         self._handshakeCall = None
         waiting = self._awaitingHandshake
         now = self.clock.seconds()
-        while waiting and waiting[0][0] <= now:
-            waiting.popleft()[1].heartbeatEnterPresence()
-        if waiting:
-            self._handshakeCall = self.clock.callLater(
-                waiting[0][0] - now, self._handshakeWaitOver
-            )
+        while waiting:
+            protocol, deadline = next(iter(waiting.items()))
+            if deadline > now:
+                self._handshakeCall = self.clock.callLater(
+                    deadline - now, self._handshakeWaitOver
+                )
+                return
+            # Leaves the wait through handshakeSettled.
+            protocol.heartbeatEnterPresence()
 
     # The cluster's side
 
@@ -309,10 +315,7 @@ class HeartbeatServerFactory(Factory):
             if self._summary.running:
                 self._summary.stop()
             self._summary = None
-        if self._handshakeCall is not None:
-            if self._handshakeCall.active():
-                self._handshakeCall.cancel()
-            self._handshakeCall = None
+        self._cancelHandshakeCall()
         self._awaitingHandshake.clear()
 
     def logSummary(self) -> None:
