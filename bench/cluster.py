@@ -185,6 +185,9 @@ class _Listener:
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
+        # A handshake settles it at once: else it would hear no broadcast
+        # for the two seconds of the handshake wait.
+        self.sock.sendall(b"heartbeat/1\n")
         self.arrivals: Dict[int, float] = {}
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -124,6 +124,8 @@ class Listener:
             raise ValueError("an application line must not contain b'\\n'")
         self.received.append(line)
 
+    heartbeatHear = sendMessage
+
 
 class Here:
     """The server a cluster serves: its connections."""

@@ -329,6 +329,35 @@ def test_a_page_named_beyond_ascii_keeps_its_name(clock):
     goodbye(pump)
 
 
+def test_a_page_hears_its_answer_before_any_broadcast(clock):
+    """A page that offers heartbeat.v1 hears nothing broadcast before the
+    answer to its hello, then what it missed, in order; a page that does
+    not offer it hears broadcasts from admission, as it will send no
+    hello."""
+    from heartbeat import BroadcastServerProtocol
+    from heartbeat._server.websocket import BroadcastWebSocketServerProtocol
+
+    class Slow(Browser):
+        """A page that offers the subprotocol and says hello when told."""
+
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, _ = connect(hub)
+    line.dataReceived(b"pong\n")
+    server, page, pump = open_browser(clock, factory, Slow, [SUBPROTOCOL])
+    plain, plainPage, plainPump = open_browser(clock, factory)
+    line.dataReceived(b"first\nsecond\n")
+    pump.flush()
+    plainPump.flush()
+    assert page.messages == []
+    assert plainPage.app() == ["first", "second"]
+    page.sendMessage(json.dumps({"type": "hello", "name": "slow"}).encode())
+    pump.flush()
+    assert [json.loads(page.messages[0])["name"]] == ["slow"]
+    assert page.messages[1:] == ["first", "second"]
+    goodbye(pump, plainPump)
+
+
 def test_a_malformed_hello_closes_the_page(clock):
     """A page whose hello breaks the grammar is closed with 4007."""
     class BadPage(NegotiatingBrowser):

@@ -70,7 +70,8 @@ class Member(Protocol):
     @ivar heartbeatName: the name it gave itself, or C{None}.
     @ivar heartbeatSince: the clock's time it was admitted.
     @ivar heartbeatPresent: whether it is in presence now.
-    @ivar heartbeatAdmitted: whether it hears broadcasts.
+    @ivar heartbeatAdmitted: whether it hears broadcasts (at once once it
+        is in presence; until then, held for it: see L{heartbeatHear}).
     """
 
     heartbeatConnectionId: int
@@ -83,6 +84,13 @@ class Member(Protocol):
 
     def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
         ...
+
+    def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
+        """
+        A broadcast for this connection: sent now, or held until its
+        presence is settled, so that the answer to its handshake is the
+        first thing it hears.
+        """
 
     def heartbeatDisconnect(self) -> None:
         """
@@ -284,7 +292,7 @@ class Cluster:
     def deliverLocally(self, name: str, line: bytes, isBinary: Optional[bool]) -> int:
         members = self.localMembers(name)
         for member in members:
-            self._deliver(member, line, isBinary)
+            self._deliver(member.sendMessage, member, line, isBinary)
         return len(members)
 
     def broadcastLocally(
@@ -294,16 +302,16 @@ class Cluster:
         if self.node is not None:
             for member in list(self.node.clusterMembers()):
                 if member is not exclude and member.heartbeatAdmitted:
-                    self._deliver(member, line, isBinary)
+                    self._deliver(member.heartbeatHear, member, line, isBinary)
                     sent += 1
         return sent
 
-    def _deliver(self, member: Member, line: bytes, isBinary: Optional[bool]) -> None:
+    def _deliver(self, send, member: Member, line: bytes, isBinary: Optional[bool]) -> None:
         # One connection's failure (a bug in its protocol) must not keep
         # the line from the others, nor reach whoever handed it over (the
         # Redis client, for a line from another node).
         try:
-            member.sendMessage(line, isBinary)
+            send(line, isBinary)
         except Exception:
             self.log.failure("sending a line to {peer} raised", peer=peer_name(member))
 

@@ -41,7 +41,10 @@ class CountedByServer:
     known: after its handshake, at its first other message, or when the
     server's C{handshakeWait} is over, whichever comes first; the framing
     calls L{heartbeatEnterPresence} for the first two.  A name is granted
-    only before that.
+    only before that.  Until then it hears no broadcast: what is broadcast
+    meanwhile is held for it, and sent when it enters presence (after the
+    answer to its handshake, which must be the first thing a client
+    reads), in order, up to its write cap's bytes.
 
     @ivar heartbeatAdmitted: whether the connection is the server's in
         full: its application messages are served and it hears broadcasts.
@@ -212,8 +215,28 @@ class CountedByServer:
         if self.heartbeatAdmitted and not self.heartbeatPresent:
             self.heartbeatPresent = True
             server = self.heartbeatServer
-            server.handshakeSettled(self)
+            for line, isBinary in server.handshakeSettled(self):
+                self.sendMessage(line, isBinary)
             server.cluster.join(self)
+
+    def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
+        """
+        A broadcast for this connection: sent now if its presence is
+        settled, else held until it is.  A connection for which more than
+        its write cap would be held is dropped, as one that does not read.
+        """
+        if self.heartbeatPresent:
+            self.sendMessage(line, isBinary)  # type: ignore[attr-defined]
+        elif not self.heartbeatServer.holdBroadcast(self, line, isBinary):
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "dropping {peer}: over {limit} bytes of broadcasts wait for its "
+                "handshake",
+                peer=peer_name(self),
+                limit=self.maxWriteBuffer,  # type: ignore[attr-defined]
+            )
+            self.heartbeatEndPresence()
+            self.stopHeartbeat()  # type: ignore[attr-defined]
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def heartbeatDisconnect(self) -> None:
         """

@@ -6,7 +6,7 @@ whatever their framing.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable, Optional, Set
+from typing import Iterable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -104,9 +104,12 @@ class HeartbeatServerFactory(Factory):
         self._refusalLoggedAt: Optional[float] = None
         self._refusalsUnlogged = 0
         # The connections admitted and not yet in presence, with the time
-        # their wait ends, in the order they were admitted: each leaves it
-        # as it settles or closes, so that none is held for its wait.
-        self._awaitingHandshake: "OrderedDict[CountedByServer, float]" = OrderedDict()
+        # their wait ends and what was broadcast meanwhile, in the order
+        # they were admitted: each leaves it as it settles or closes, so
+        # that none is held for its wait.
+        self._awaitingHandshake: "OrderedDict[CountedByServer, _Unsettled]" = (
+            OrderedDict()
+        )
         self._handshakeCall: Optional[IDelayedCall] = None
         self.cluster = cluster if cluster is not None else LocalCluster()
         self.cluster.attach(self)
@@ -141,22 +144,50 @@ class HeartbeatServerFactory(Factory):
         if not self.handshakeWait:
             protocol.heartbeatEnterPresence()
             return
-        self._awaitingHandshake[protocol] = self.clock.seconds() + self.handshakeWait
+        self._awaitingHandshake[protocol] = _Unsettled(
+            self.clock.seconds() + self.handshakeWait
+        )
         if self._handshakeCall is None:
             self._handshakeCall = self.clock.callLater(
                 self.handshakeWait, self._handshakeWaitOver
             )
 
-    def handshakeSettled(self, protocol: CountedByServer) -> None:
+    def handshakeSettled(self, protocol: CountedByServer) -> List[Tuple[bytes, Optional[bool]]]:
         """
         C{protocol}, admitted, has entered presence, or is gone before it
         did: it waits no more, and once none is left waiting, the timer
         goes.
+
+        @return: what was broadcast while it waited, C{(line, isBinary)}
+            in order, for it to send now that it hears broadcasts.
         """
         waiting = self._awaitingHandshake
-        waiting.pop(protocol, None)
+        unsettled = waiting.pop(protocol, None)
         if not waiting:
             self._cancelHandshakeCall()
+        return [] if unsettled is None else unsettled.held
+
+    def holdBroadcast(
+        self, protocol: CountedByServer, line: bytes, isBinary: Optional[bool]
+    ) -> bool:
+        """
+        Keep a broadcast for C{protocol} until its presence is settled (see
+        L{handshakeSettled}).
+
+        @return: C{False} when that would hold more than its write cap
+            (C{maxWriteBuffer}) for it: it should be dropped.
+        """
+        unsettled = self._awaitingHandshake.get(protocol)
+        if unsettled is None:
+            # Not waiting (so in presence, or on its way out): nothing to
+            # hold it for.
+            return True
+        unsettled.size += len(line) + 1
+        limit = protocol.maxWriteBuffer  # type: ignore[attr-defined]
+        if limit is not None and unsettled.size > limit:
+            return False
+        unsettled.held.append((line, isBinary))
+        return True
 
     def _cancelHandshakeCall(self) -> None:
         call, self._handshakeCall = self._handshakeCall, None
@@ -168,7 +199,8 @@ class HeartbeatServerFactory(Factory):
         waiting = self._awaitingHandshake
         now = self.clock.seconds()
         while waiting:
-            protocol, deadline = next(iter(waiting.items()))
+            protocol, unsettled = next(iter(waiting.items()))
+            deadline = unsettled.deadline
             if deadline > now:
                 self._handshakeCall = self.clock.callLater(
                     deadline - now, self._handshakeWaitOver
@@ -341,3 +373,17 @@ class HeartbeatServerFactory(Factory):
 
 def _reported(failure: Failure) -> None:
     failure.trap(ClusterUnavailable)
+
+
+class _Unsettled:
+    """
+    A connection waiting for its presence to be settled: when its wait
+    ends, and the broadcasts held for it meanwhile (their bytes counted).
+    """
+
+    __slots__ = ("deadline", "held", "size")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.held: List[Tuple[bytes, Optional[bool]]] = []
+        self.size = 0
