@@ -176,3 +176,26 @@ def test_without_redis_the_api_fails_clearly_and_local_lines_still_go(apps, redi
     # before it hung: then it is delivered once, when Redis resumes.
     first = hank.readline()
     assert [first] == [b"back"] or [first, hank.readline()] == [b"hello", b"back"]
+
+
+def test_a_send_counts_only_connections_on_nodes_that_got_it(apps, redis):
+    """sendTo's count leaves out the connections of a node that is dead
+    but not yet removed, and a key whose connection is gone: it counts
+    the connections presence holds on the nodes the line was handed to."""
+    app1, app2, app3 = apps
+    asker = app1.peer("asker")
+    ghost = app3.peer("ghost")
+    unnamed = Peer(app2.port)
+    unnamed.send(b"ping settle\n")
+    assert unnamed.readline() == b"pong settle"
+    key = wait_for(lambda: [n for n in names(redis) if n.startswith("app2#")],
+                   what="the unnamed connection's key")[0]
+    assert ask(asker, f"to {key} hello") == "to: 1"
+    assert unnamed.readline() == b"hello"
+    unnamed.close()
+    wait_for(lambda: key not in names(redis), what="the key gone")
+    assert ask(asker, f"to {key} hello") == "to: 0"
+    app3.kill()
+    assert ask(asker, "to ghost hello") == "to: 0"
+    assert "ghost" in names(redis)
+    ghost.close()

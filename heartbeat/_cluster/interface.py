@@ -399,19 +399,24 @@ class Cluster:
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool] = None) -> Deferred:
         """
-        Send C{line} to every connection of C{name}, wherever it is.
-
-        @raise ValueError: C{line} holds a newline (see L{check_line}).
+        Send C{line} to every connection of C{name} (a name, or a
+        connection's key), wherever it is.
 
         @return: a L{Deferred} firing with how many connections it was
-            sent to.
+            handed to: this node's that got it, and those that presence
+            records on the other nodes that received it (a node that is
+            dead, or not listening, receives nothing and counts none); a
+            connection that ended a moment before may still be counted.
+            Failing with L{ClusterUnavailable} when other nodes could not
+            be reached.
+        @raise ValueError: C{line} holds a newline (see L{check_line}).
         """
         raise NotImplementedError
 
     def disconnect(self, name: str) -> Deferred:
         """
         Close every connection of C{name}, wherever it is, with C{error
-        disconnected by server}.
+        disconnected by server}.  The count is as L{sendTo}'s.
 
         @return: a L{Deferred} firing with how many connections were told.
         """

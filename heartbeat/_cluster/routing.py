@@ -2,9 +2,10 @@
 Lines across nodes, over Redis's publish and subscribe.
 
 A broadcast is published once, on the channel every node listens to; a
-line for a name is published once to each node that holds it, on that
-node's own channel (a script finds them from the name's records), so a
-node that holds no connection of the name never sees the line.  Each
+line for a name (or a connection's key, the name of a connection without
+one) is published once to each other node that holds it, on that node's
+own channel (a script finds them from the name's records), so a node that
+holds no connection of the name never sees the line.  Each
 node publishes over its one command connection: Redis hands its lines on
 in the order it sent them.
 
@@ -98,20 +99,16 @@ class Router:
             # No one's: and a space or a newline in it would break the
             # message's frame on the nodes that read it.
             return succeed(0)
-        message = kind + name.encode() + rest
         key = parse_connection_key(name)
-        if key is not None:
-            # A connection's key names its node: no need to look it up.
-            if key.node == self.cluster.nodeId:
-                return succeed(0)
-            d = self.link.call("publish", self.schema.nodeChannel(key.node), message)
-            d.addCallback(lambda receivers: min(receivers, 1))
-        else:
-            d = self.link.script(
-                ROUTE,
-                [self.schema.name(name)],
-                [self.cluster.nodeId, self.schema.nodeChannelPrefix, message],
-            )
+        if key is not None and key.node == self.cluster.nodeId:
+            # A connection of this node: delivered already, if it is here.
+            return succeed(0)
+        d = self.link.script(
+            ROUTE,
+            [self.schema.name(name)],
+            [self.cluster.nodeId, self.schema.nodeChannelPrefix,
+             kind + name.encode() + rest],
+        )
         return self._counted(d, what)
 
     def _counted(self, d: Deferred, what: str) -> Deferred:

@@ -234,17 +234,23 @@ return #events
 
 # KEYS: name.  ARGV: sending node, node channel prefix, message.
 # Publishes the message once to each other node that holds the name.
-# Returns how many of the name's connections are on those nodes.
+# Returns how many of the name's connections, as presence records them,
+# are on the nodes that received it (a node that is dead, not listening,
+# or removed counts none).
 ROUTE = """
-local nodes, count = {}, 0
+local nodes = {}
 for _, key in ipairs(redis.call('HKEYS', KEYS[1])) do
   local node = string.match(key, '^(.*)#')
   if node and node ~= ARGV[1] then
-    count = count + 1
-    nodes[node] = true
+    nodes[node] = (nodes[node] or 0) + 1
   end
 end
-for node in pairs(nodes) do redis.call('PUBLISH', ARGV[2] .. node, ARGV[3]) end
+local count = 0
+for node, held in pairs(nodes) do
+  if redis.call('PUBLISH', ARGV[2] .. node, ARGV[3]) > 0 then
+    count = count + held
+  end
+end
 return count
 """
 

@@ -267,9 +267,12 @@ class HeartbeatServerFactory(Factory):
         Send an application line to every connection of C{name}, wherever
         in the cluster it is.
 
-        @return: a L{Deferred} firing with how many connections it was sent
-            to; failing with L{ClusterUnavailable} when other nodes hold
-            the name and could not be reached.
+        @return: a L{Deferred} firing with how many connections it was
+            handed to: this server's, and those presence records on the
+            other nodes that received it (a dead node receives nothing and
+            counts none; a connection that ended a moment before may still
+            count); failing with L{ClusterUnavailable} when other nodes
+            hold the name and could not be reached.
         @raise ValueError: C{line} holds a newline, which line peers could
             not receive whole; nobody gets any of it.
         """
