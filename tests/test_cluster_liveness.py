@@ -20,7 +20,7 @@ class RecordingLink:
 
     def script(self, source, keys, args):
         self.scripts.append(args)
-        return succeed([1, 0])
+        return succeed([1, 0, 0])
 
 
 def node(**state):

@@ -16,6 +16,8 @@ from heartbeat._cluster.interface import Cluster, ClusterUnavailable, PresentCon
 from heartbeat._cluster.routing import Router
 from heartbeat._cluster.scripts import Schema
 
+from .helpers import ClusterServer
+
 case = SynchronousTestCase()
 
 
@@ -127,25 +129,9 @@ class Listener:
     heartbeatHear = sendMessage
 
 
-class Here:
-    """The server a cluster serves: its connections."""
-
-    def __init__(self, members):
-        self.members = members
-
-    def clusterMembers(self):
-        return self.members
-
-    def presenceJoined(self, name, node):
-        pass
-
-    def presenceLeft(self, name, node, reason):
-        pass
-
-
 def routed(members):
     cluster = Members()
-    cluster.attach(Here(members))
+    cluster.attach(ClusterServer(members))
     link = QuietLink()
     return cluster, link, Router(cluster, link, Schema(0))
 
@@ -172,7 +158,7 @@ def test_the_local_cluster_refuses_a_newline_too():
 
     cluster = LocalCluster("solo")
     members = [Listener(1), Listener(2)]
-    cluster.attach(Here(members))
+    cluster.attach(ClusterServer(members))
     for send in (cluster.broadcast, lambda line: cluster.sendTo("solo#x.1", line)):
         with pytest.raises(ValueError, match="newline"):
             send(b"two\nlines")

@@ -1,8 +1,8 @@
 """
 Presence in Redis: the keys, and the Lua scripts that change them, each
-in one atomic step.
+in one atomic step, none of which holds Redis for long.
 
-Keys (in the database the URL names)::
+Keys (in the database the URL names; one cluster per database)::
 
     heartbeat:nodes          sorted set: node id, scored by its deadline
                              (Redis's own TIME plus the node's timeout)
@@ -10,6 +10,9 @@ Keys (in the database the URL names)::
     heartbeat:conns:ID       hash: connection key -> name, the node's records
     heartbeat:name:NAME      hash: connection key -> since, a name's records
     heartbeat:names          sorted set (all scores 0): the present names
+    heartbeat:dead:ID        hash: the records of a node being removed
+    heartbeat:dying          hash: node id -> "REASON CURSOR", the nodes
+                             whose records are being removed, and how far
 
 Channels (Redis's channels are not per database, so they carry it)::
 
@@ -20,10 +23,20 @@ Channels (Redis's channels are not per database, so they carry it)::
 The joins and leaves of one reactor turn are one script (so a crowd
 arriving at once costs a few commands, not one each), and so is each node
 heartbeat; a node's records exist only while its node record does, which
-every write checks, so that a node removed while it was cut off cannot leave records
-behind that nobody would ever remove.  The scripts reach keys they build
-from the prefix: this needs a single Redis (with replicas, or Valkey),
-not Redis Cluster.
+every write checks, so that a node removed while it was cut off cannot
+leave records behind that nobody would ever remove.
+
+Nothing grows with a node's connections in one step: Redis runs one
+script at a time, and one that ran for half a second (a node of 100,000
+connections registering, or removed) would time out every other node's
+commands.  A node registers in batches of L{MAX_BATCH} changes, reading
+its old records a page at a time, and a node found dead is first retired
+in one step that costs the same whatever it held (its records are renamed
+aside, under C{heartbeat:dead:ID}), then removed L{REAP_CHUNK} records at
+a time, each with its leave, by whichever nodes beat, until none is left.
+
+The scripts reach keys they build from the prefix: this needs a single
+Redis (with replicas, or Valkey), not Redis Cluster.
 
 A presence event is a line, C{J NODE NAME} or C{L NODE REASON NAME} with
 REASON C{c} (closed), C{t} (timeout) or C{d} (node died); a message may
@@ -40,6 +53,13 @@ PREFIX = "heartbeat:"
 
 REASON_CODES = {"closed": "c", "timeout": "t", "node died": "d"}
 REASONS_BY_CODE = {code: reason for reason, code in REASON_CODES.items()}
+
+# Changes (joins, leaves) in one script, at most.
+MAX_BATCH = 1000
+# Records of a dead node removed by one script, at most.
+REAP_CHUNK = 1000
+# Records of its own a registering node reads back in one page.
+SCAN_PAGE = 1000
 
 
 class Schema:
@@ -89,9 +109,7 @@ def parse_events(message: bytes) -> Iterator[Tuple[str, str, Optional[str]]]:
                 yield node, name, reason
 
 
-# Removes a node and every record of it, collecting a leave for each.
-# Removing it from the sorted set comes first: of the nodes that find it
-# dead at once, only one finds it there.
+# The functions every script shares.
 _LIBRARY = """
 local function now()
   local t = redis.call('TIME')
@@ -107,14 +125,51 @@ local function drop(prefix, node, key, name, code, events)
   events[#events + 1] = 'L ' .. node .. ' ' .. code .. ' ' .. name
 end
 
-local function reap(prefix, node, code, events)
+-- Takes a node out of the cluster in one step, whatever it held: out of
+-- the set of nodes first (so of the nodes that find it dead at once, one
+-- does this), its record gone (so its writes fail from now on), its
+-- records set aside for reap() to remove with a leave (reason CODE) each.
+local function retire(prefix, node, code)
   redis.call('ZREM', prefix .. 'nodes', node)
+  redis.call('DEL', prefix .. 'node:' .. node)
   local conns = prefix .. 'conns:' .. node
-  local records = redis.call('HGETALL', conns)
-  for i = 1, #records, 2 do
-    drop(prefix, node, records[i], records[i + 1], code, events)
+  if redis.call('EXISTS', conns) == 1 then
+    redis.call('RENAME', conns, prefix .. 'dead:' .. node)
+    redis.call('HSET', prefix .. 'dying', node, code .. ' 0')
   end
-  redis.call('DEL', conns, prefix .. 'node:' .. node)
+end
+
+-- Removes up to LIMIT records set aside by retire(): node WANTED's when
+-- it has some, else any node's.  Returns how many nodes still have some.
+local function reap(prefix, wanted, limit, events)
+  local dying = prefix .. 'dying'
+  local node = nil
+  if wanted ~= '' and redis.call('HEXISTS', dying, wanted) == 1 then
+    node = wanted
+  else
+    node = redis.call('HKEYS', dying)[1]
+  end
+  if not node then return 0 end
+  local code, cursor = string.match(redis.call('HGET', dying, node), '^(%a) (%d+)$')
+  local dead = prefix .. 'dead:' .. node
+  local reaped = 0
+  repeat
+    local reply = redis.call('HSCAN', dead, cursor, 'COUNT', limit)
+    cursor = reply[1]
+    local records = reply[2]
+    for i = 1, #records, 2 do
+      if redis.call('HDEL', dead, records[i]) == 1 then
+        drop(prefix, node, records[i], records[i + 1], code, events)
+        reaped = reaped + 1
+      end
+    end
+  until cursor == '0' or reaped >= limit
+  if redis.call('EXISTS', dead) == 0 then
+    redis.call('HDEL', dying, node)
+  else
+    redis.call('HSET', dying, node, code .. ' ' .. cursor)
+  end
+  return redis.call('HLEN', dying)
 end
 
 local function publish(channel, events)
@@ -127,33 +182,38 @@ end
 
 # ARGV: prefix, node, incarnation, presence channel, then changes of four
 # fields each, applied in order: J, key, name, since (a join) or L, key,
-# name, reason code (a leave).  One message publishes their events.
-# Returns 0 when the node is not registered (nothing is changed).
+# name, reason code (a leave).  A join Redis already has is not told
+# again, nor a leave of a record it does not have, so that a batch sent
+# again changes nothing.  One message publishes their events.
+# Returns {registered (0: nothing was changed), events}.
 CHANGES = _LIBRARY + """
 local prefix, node = ARGV[1], ARGV[2]
 if redis.call('HGET', prefix .. 'node:' .. node, 'incarnation') ~= ARGV[3] then
-  return 0
+  return {0, 0}
 end
 local conns = prefix .. 'conns:' .. node
 local events = {}
 for i = 5, #ARGV - 3, 4 do
-  local key, name = ARGV[i + 1], ARGV[i + 2]
-  if ARGV[i] == 'J' then
-    redis.call('HSET', conns, key, name)
-    redis.call('HSET', prefix .. 'name:' .. name, key, ARGV[i + 3])
-    redis.call('ZADD', prefix .. 'names', 0, name)
-    events[#events + 1] = 'J ' .. node .. ' ' .. name
+  local kind, key, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if kind == 'J' then
+    if redis.call('HSET', conns, key, name) == 1 then
+      redis.call('HSET', prefix .. 'name:' .. name, key, ARGV[i + 3])
+      redis.call('ZADD', prefix .. 'names', 0, name)
+      events[#events + 1] = 'J ' .. node .. ' ' .. name
+    end
   elseif redis.call('HDEL', conns, key) == 1 then
     drop(prefix, node, key, name, ARGV[i + 3], events)
   end
 end
 publish(ARGV[4], events)
-return 1
+return {1, #events}
 """
 
-# ARGV: prefix, node, incarnation, timeout, presence channel.  Moves the
-# node's deadline (when it is registered), then removes up to 16 nodes
-# whose deadline has passed.  Returns {registered (0 or 1), nodes reaped}.
+# ARGV: prefix, node, incarnation, timeout, presence channel, limit.
+# Moves the node's deadline (when it is registered), retires the
+# nodes whose deadline has passed, and removes up to LIMIT records of
+# retired nodes.  Returns {registered (0 or 1), nodes retired, nodes that
+# still have records to remove}.
 HEARTBEAT = _LIBRARY + """
 local prefix, node = ARGV[1], ARGV[2]
 local t = now()
@@ -161,75 +221,61 @@ local nodeKey = prefix .. 'node:' .. node
 local registered = redis.call('HGET', nodeKey, 'incarnation') == ARGV[3]
 if registered then
   redis.call('ZADD', prefix .. 'nodes', t + tonumber(ARGV[4]), node)
-  redis.call('HSET', nodeKey, 'heard', tostring(t))
+  redis.call('HSET', nodeKey, 'heard', string.format('%.6f', t))
 end
+local dead = redis.call('ZRANGEBYSCORE', prefix .. 'nodes', '-inf', t, 'LIMIT', 0, 100)
+for _, other in ipairs(dead) do retire(prefix, other, 'd') end
 local events = {}
-local dead = redis.call('ZRANGEBYSCORE', prefix .. 'nodes', '-inf', t, 'LIMIT', 0, 16)
-for _, other in ipairs(dead) do reap(prefix, other, 'd', events) end
+local pending = reap(prefix, '', tonumber(ARGV[6]), events)
 publish(ARGV[5], events)
-if registered then return {1, #dead} end
-return {0, #dead}
+if registered then return {1, #dead, pending} end
+return {0, #dead, pending}
 """
 
-# ARGV: prefix, node, incarnation, timeout, presence channel, N, then N
-# records (key, name, since), then (key, reason code) for connections
-# that left while Redis could not be told.  Makes the node's records
-# what the node says they are: a previous life of the node is reaped,
-# records the node no longer has leave, missing ones join.  Returns the
-# number of events.
-REGISTER = _LIBRARY + """
-local prefix, node, incarnation = ARGV[1], ARGV[2], ARGV[3]
-local nodeKey = prefix .. 'node:' .. node
-local conns = prefix .. 'conns:' .. node
-local current = redis.call('HGET', nodeKey, 'incarnation')
+# ARGV: prefix, presence channel, wanted node (or ''), limit.  Removes up
+# to LIMIT records of retired nodes, the wanted node's first.  Returns
+# {nodes that still have records to remove, whether the wanted one does}.
+REAP = _LIBRARY + """
 local events = {}
-local old = {}
+local pending = reap(ARGV[1], ARGV[3], tonumber(ARGV[4]), events)
+publish(ARGV[2], events)
+return {pending, redis.call('HEXISTS', ARGV[1] .. 'dying', ARGV[3])}
+"""
+
+# ARGV: prefix, node, incarnation, timeout.  The first step of
+# registering: the node record, with a fresh deadline, unless the node's
+# records of a previous retirement are still being removed, or a previous
+# life of the node is there (it is retired here): 'reaping', remove them
+# first.  Returns its state: 'fresh' (the node had no record: it has none
+# in Redis) or 'existing' (read its records, and send what differs).
+BEGIN = _LIBRARY + """
+local prefix, node, incarnation = ARGV[1], ARGV[2], ARGV[3]
+local dying = prefix .. 'dying'
+if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
+local nodeKey = prefix .. 'node:' .. node
+local current = redis.call('HGET', nodeKey, 'incarnation')
 if current and current ~= incarnation then
-  reap(prefix, node, 'd', events)
-elseif current then
-  local records = redis.call('HGETALL', conns)
-  for i = 1, #records, 2 do old[records[i]] = records[i + 1] end
-end
-local n = tonumber(ARGV[6])
-for i = 0, n - 1 do
-  local key, name, since = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
-  if old[key] == name then
-    old[key] = nil
-  else
-    if old[key] then
-      drop(prefix, node, key, old[key], 'c', events)
-      old[key] = nil
-    end
-    redis.call('HSET', conns, key, name)
-    redis.call('HSET', prefix .. 'name:' .. name, key, since)
-    redis.call('ZADD', prefix .. 'names', 0, name)
-    events[#events + 1] = 'J ' .. node .. ' ' .. name
-  end
-end
-local reasons = {}
-for i = 7 + 3 * n, #ARGV - 1, 2 do reasons[ARGV[i]] = ARGV[i + 1] end
-for key, name in pairs(old) do
-  redis.call('HDEL', conns, key)
-  drop(prefix, node, key, name, reasons[key] or 'c', events)
+  retire(prefix, node, 'd')
+  if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
+  current = nil
 end
 local t = now()
 redis.call('HSET', nodeKey, 'incarnation', incarnation, 'timeout', ARGV[4],
-  'heard', tostring(t))
+  'heard', string.format('%.6f', t))
 redis.call('ZADD', prefix .. 'nodes', t + tonumber(ARGV[4]), node)
-publish(ARGV[5], events)
-return #events
+if current then return 'existing' end
+return 'fresh'
 """
 
-# ARGV: prefix, node, incarnation, presence channel.  The node leaves the
-# cluster at once (it is stopping): its connections leave as closed.
+# ARGV: prefix, node, incarnation.  The node leaves the cluster at once (it
+# is stopping): retired, its connections to be removed as closed.  Returns
+# 1, or 0 if it was not registered.
 UNREGISTER = _LIBRARY + """
 if redis.call('HGET', ARGV[1] .. 'node:' .. ARGV[2], 'incarnation') ~= ARGV[3] then
   return 0
 end
-local events = {}
-reap(ARGV[1], ARGV[2], 'c', events)
-publish(ARGV[4], events)
-return #events
+retire(ARGV[1], ARGV[2], 'c')
+return 1
 """
 
 # KEYS: name.  ARGV: sending node, node channel prefix, message.
