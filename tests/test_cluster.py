@@ -151,15 +151,18 @@ def test_a_node_stopped_with_sigterm_leaves_at_once(cluster, redis):
 
 
 def test_redis_hung_then_back(cluster, redis):
-    """Redis SIGSTOPped: every node keeps serving its own connections
-    (pings, broadcasts within the node) and says that a cross-node line
-    failed; once Redis is back, presence is whole and lines cross again."""
+    """Redis SIGSTOPped past the node timeout: every node keeps serving its
+    own connections (pings, broadcasts within the node) and says that a
+    cross-node line failed; once Redis is back, presence is whole, lines
+    cross again, and no node was taken for dead for the time nobody could
+    beat."""
     nodes, watcher = cluster
     a1, a2 = nodes[0].peer("a1"), nodes[0].peer("a2")
     b1 = nodes[1].peer("b1")
+    watcher.wait(lambda events: len(events) >= 3, what="the joins")
     redis.pause()
     try:
-        time.sleep(1.5)
+        time.sleep(NODE_TIMEOUT * 2.5)
         a1.send(b"ping alive\n")
         assert a1.readline() == b"pong alive"
         a1.send(b"within the node\n")
@@ -176,6 +179,11 @@ def test_redis_hung_then_back(cluster, redis):
     a1.send(b"across again\n")
     assert b1.readline() == b"across again"
     assert late.readline() == b"across again"
+    # Long enough for any survivor to have reaped the others.
+    time.sleep(NODE_TIMEOUT * 1.5)
+    assert watcher.leaves() == []
+    assert sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1")) == [
+        "node1", "node2", "node3"]
 
 
 def test_redis_restarted_empty(cluster, redis, figure):

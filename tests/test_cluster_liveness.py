@@ -14,6 +14,7 @@ from heartbeat._cluster.scripts import Schema
 
 class RecordingLink:
     up = True
+    maxRetryDelay = 1.0
 
     def __init__(self):
         self.scripts = []

@@ -1,14 +1,54 @@
 """
-What the cluster must not do when a node holds a hundred thousand
-connections: against a real redis-server, with nodes as processes.
+What the cluster must not do when Redis stalls or comes back from its
+saved data, or a node holds a hundred thousand connections: against a
+real redis-server, with nodes as processes.
 """
 
 import sys
 import time
 
-from .clusternodes import NODE_TIMEOUT, Node, PresenceWatcher
+from .clusternodes import NODE_TIMEOUT, Node, PresenceWatcher, names
 from .processes import ROOT, LoggedProcess, wait_for
 from .redisserver import require_redis
+
+
+def test_redis_restarted_from_its_data_takes_no_node_for_dead(redis):
+    """Redis restarted from its saved data after more than the node
+    timeout: the deadlines it kept are long past, yet the first node back
+    (here one that was not in the cluster before) takes no node for dead
+    for the time Redis was away."""
+    nodes = [Node(redis, f"saved{n}") for n in (1, 2)]
+    watcher = fresh = None
+    try:
+        peers = [node.peer(f"s{n}") for n, node in enumerate(nodes)]
+        wait_for(lambda: {"s0", "s1"} <= set(names(redis)), what="both present")
+        redis.cli("SAVE")
+        redis.kill()
+        time.sleep(NODE_TIMEOUT * 2.5)
+        redis.password = "gate"
+        redis.start()
+        watcher = PresenceWatcher(redis)
+        # A node of its own user gets in first, alone with the saved nodes'
+        # records, and beats.
+        redis.cli("ACL", "SETUSER", "fresh", "on", ">pw", "~*", "&*", "+@all")
+        fresh = Node(redis, "fresh", url=f"redis://fresh:pw@127.0.0.1:{redis.port}/0")
+        time.sleep(NODE_TIMEOUT / 2)
+        redis.cli("CONFIG", "SET", "requirepass", "")
+        redis.password = None
+        for node in nodes:
+            node.waitRegistered(times=2)
+        time.sleep(NODE_TIMEOUT * 1.5)
+        assert watcher.leaves() == []
+        assert sorted(redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1")) == [
+            "fresh", "saved1", "saved2"]
+        for peer in peers:
+            peer.close()
+    finally:
+        if watcher is not None:
+            watcher.close()
+        for node in nodes + [fresh]:
+            if node is not None:
+                node.stop()
 
 
 class BigNode(LoggedProcess):

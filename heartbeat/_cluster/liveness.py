@@ -8,7 +8,9 @@ The deadline is Redis's own C{TIME} plus the node's C{--node-timeout}, so
 the machines' clocks never meet.  A node missed for its timeout is retired
 by the first survivor to beat after that (within a period: so within the
 timeout plus a second), once, whichever survivors find it: the script's
-first step takes it out of the set.  A node that finds its own record gone
+first step takes it out of the set.  Time during which no node could beat
+at all (Redis hung, or restarted from its saved data) does not count: see
+L{heartbeat._cluster.scripts}.  A node that finds its own record gone
 (Redis restarted empty, or the node was removed while it was cut off)
 registers again with everything it has.
 """
@@ -33,6 +35,11 @@ class NodeLiveness:
 
     @ivar period: seconds between beats: a fifth of the node timeout, at
         most one second.
+    @ivar slack: how long no node of the cluster may have beaten before
+        Redis takes it for a stall that does not count (twice the period).
+    @ivar allowance: what a stall adds to every deadline besides its own
+        length: the time a node takes to reconnect (the link's longest
+        wait between attempts) and beat.
     """
 
     log = Logger()
@@ -41,6 +48,8 @@ class NodeLiveness:
         self.cluster = cluster
         self.nodeTimeout = nodeTimeout
         self.period = min(1.0, nodeTimeout / 5)
+        self.slack = 2 * self.period
+        self.allowance = cluster.link.maxRetryDelay + self.period
         self._loop: Optional[LoopingCall] = None
         self._beating: Optional[Deferred] = None
         self._registering: Optional[Deferred] = None
@@ -82,7 +91,8 @@ class NodeLiveness:
                 HEARTBEAT,
                 [],
                 [schema.prefix, cluster.nodeId, cluster.incarnation,
-                 repr(self.nodeTimeout), schema.presenceChannel, REAP_CHUNK],
+                 repr(self.nodeTimeout), schema.presenceChannel, repr(self.slack),
+                 repr(self.allowance), REAP_CHUNK],
             ).addCallback(self._beaten).addErrback(self._failed).addBoth(self._beatOver)
 
     def _beatOver(self, _: object) -> None:
@@ -103,7 +113,7 @@ class NodeLiveness:
         def done(_: object) -> None:
             self._registering = None
 
-        d = cluster.presence.register(self.nodeTimeout)
+        d = cluster.presence.register(self.nodeTimeout, self.slack, self.allowance)
         return d.addCallbacks(registered, self._failed).addBoth(done)
 
     def _beaten(self, reply) -> None:

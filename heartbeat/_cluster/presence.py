@@ -214,12 +214,15 @@ class RedisPresence:
 
     # Registering
 
-    def register(self, timeout: float) -> Deferred:
+    def register(self, timeout: float, slack: float, allowance: float) -> Deferred:
         """
         Register this node with every connection it has, as it has them.
 
         @param timeout: the node timeout, after which the others take this
             node for dead if it does not beat.
+        @param slack: how long no node may beat before Redis takes it for
+            a stall, and C{allowance}, what a stall adds to every deadline
+            besides its length (see L{heartbeat._cluster.scripts}).
         @return: a L{Deferred} firing with the number of presence events
             this caused; failing as the link's commands do.
         """
@@ -229,7 +232,8 @@ class RedisPresence:
         def begin(_: object = None) -> Deferred:
             return self.link.script(
                 BEGIN, [],
-                [schema.prefix, cluster.nodeId, cluster.incarnation, repr(timeout)],
+                [schema.prefix, cluster.nodeId, cluster.incarnation, repr(timeout),
+                 repr(slack), repr(allowance)],
             ).addCallback(begun)
 
         def begun(state: bytes) -> Deferred:

@@ -13,6 +13,7 @@ Keys (in the database the URL names; one cluster per database)::
     heartbeat:dead:ID        hash: the records of a node being removed
     heartbeat:dying          hash: node id -> "REASON CURSOR", the nodes
                              whose records are being removed, and how far
+    heartbeat:clock          Redis's TIME at the last beat of any node
 
 Channels (Redis's channels are not per database, so they carry it)::
 
@@ -34,6 +35,14 @@ its old records a page at a time, and a node found dead is first retired
 in one step that costs the same whatever it held (its records are renamed
 aside, under C{heartbeat:dead:ID}), then removed L{REAP_CHUNK} records at
 a time, each with its leave, by whichever nodes beat, until none is left.
+
+A node's deadline is Redis's own TIME plus its timeout, and every beat
+records that TIME (C{heartbeat:clock}).  When no node could beat for
+longer than twice the beat period (Redis hung, restarted from its saved
+data, failed over to a replica, its clock stepped), the first beat after
+that moves every deadline on by the gap, and by the time a node takes to
+reconnect and beat: no node is taken for dead for the time nobody could
+beat.
 
 The scripts reach keys they build from the prefix: this needs a single
 Redis (with replicas, or Valkey), not Redis Cluster.
@@ -114,6 +123,25 @@ _LIBRARY = """
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- The cluster's clock: Redis's TIME at the last beat of any node.  When
+-- no node could beat for longer than SLACK (Redis hung, restarted from its
+-- saved data, failed over, or its clock stepped), every deadline moves by
+-- the gap, and by ALLOWANCE, the time a node takes to reconnect and beat:
+-- the time nobody could beat does not count against anyone.
+local function tick(prefix, t, slack, allowance)
+  local clock = prefix .. 'clock'
+  local last = tonumber(redis.call('GET', clock))
+  if last and (t - last > slack or t < last) then
+    local nodes = prefix .. 'nodes'
+    local entries = redis.call('ZRANGE', nodes, 0, -1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      redis.call('ZADD', nodes, tonumber(entries[i + 1]) + t - last + allowance,
+        entries[i])
+    end
+  end
+  redis.call('SET', clock, string.format('%.6f', t))
 end
 
 local function drop(prefix, node, key, name, code, events)
@@ -209,14 +237,16 @@ publish(ARGV[4], events)
 return {1, #events}
 """
 
-# ARGV: prefix, node, incarnation, timeout, presence channel, limit.
-# Moves the node's deadline (when it is registered), retires the
+# ARGV: prefix, node, incarnation, timeout, presence channel, slack,
+# allowance, limit.  Moves the node's deadline (when it is registered),
+# retires the
 # nodes whose deadline has passed, and removes up to LIMIT records of
 # retired nodes.  Returns {registered (0 or 1), nodes retired, nodes that
 # still have records to remove}.
 HEARTBEAT = _LIBRARY + """
 local prefix, node = ARGV[1], ARGV[2]
 local t = now()
+tick(prefix, t, tonumber(ARGV[6]), tonumber(ARGV[7]))
 local nodeKey = prefix .. 'node:' .. node
 local registered = redis.call('HGET', nodeKey, 'incarnation') == ARGV[3]
 if registered then
@@ -226,7 +256,7 @@ end
 local dead = redis.call('ZRANGEBYSCORE', prefix .. 'nodes', '-inf', t, 'LIMIT', 0, 100)
 for _, other in ipairs(dead) do retire(prefix, other, 'd') end
 local events = {}
-local pending = reap(prefix, '', tonumber(ARGV[6]), events)
+local pending = reap(prefix, '', tonumber(ARGV[8]), events)
 publish(ARGV[5], events)
 if registered then return {1, #dead, pending} end
 return {0, #dead, pending}
@@ -242,14 +272,16 @@ publish(ARGV[2], events)
 return {pending, redis.call('HEXISTS', ARGV[1] .. 'dying', ARGV[3])}
 """
 
-# ARGV: prefix, node, incarnation, timeout.  The first step of
-# registering: the node record, with a fresh deadline, unless the node's
+# ARGV: prefix, node, incarnation, timeout, slack, allowance.  The first
+# step of registering (a beat too, for the cluster's clock): the node record, with a fresh deadline, unless the node's
 # records of a previous retirement are still being removed, or a previous
 # life of the node is there (it is retired here): 'reaping', remove them
 # first.  Returns its state: 'fresh' (the node had no record: it has none
 # in Redis) or 'existing' (read its records, and send what differs).
 BEGIN = _LIBRARY + """
 local prefix, node, incarnation = ARGV[1], ARGV[2], ARGV[3]
+local t = now()
+tick(prefix, t, tonumber(ARGV[5]), tonumber(ARGV[6]))
 local dying = prefix .. 'dying'
 if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
 local nodeKey = prefix .. 'node:' .. node
@@ -259,7 +291,6 @@ if current and current ~= incarnation then
   if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
   current = nil
 end
-local t = now()
 redis.call('HSET', nodeKey, 'incarnation', incarnation, 'timeout', ARGV[4],
   'heard', string.format('%.6f', t))
 redis.call('ZADD', prefix .. 'nodes', t + tonumber(ARGV[4]), node)
