@@ -1,7 +1,8 @@
 """
 What the cluster must not do when Redis stalls or comes back from its
-saved data, or a node holds a hundred thousand connections: against a
-real redis-server, with nodes as processes.
+saved data, two processes share a node id, or a node holds a hundred
+thousand connections: against a real redis-server, with nodes as
+processes.
 """
 
 import sys
@@ -49,6 +50,36 @@ def test_redis_restarted_from_its_data_takes_no_node_for_dead(redis):
         for node in nodes + [fresh]:
             if node is not None:
                 node.stop()
+
+
+def test_two_processes_with_one_node_id_do_not_reap_each_other(redis):
+    """A second process started with a live node's id is refused by Redis
+    and says so once; the first keeps its connections in presence; once
+    the first stops, the second takes the id."""
+    first = Node(redis, "twin")
+    second = None
+    watcher = PresenceWatcher(redis)
+    try:
+        mine = first.peer("first-peer")
+        second = Node(redis, "twin", register=False)
+        theirs = second.peer("second-peer")
+        wait_for(lambda: "node id twin is in use" in second.log(), what="the refusal")
+        time.sleep(NODE_TIMEOUT * 2)
+        assert second.log().count("is in use") == 1
+        assert "first-peer" in names(redis) and "second-peer" not in names(redis)
+        assert watcher.leaves() == []
+        first.stop()
+        second.waitRegistered()
+        wait_for(lambda: names(redis) == ["second-peer"], what="the second's peer")
+        assert not watcher.leaves("d")
+        mine.close()
+        theirs.close()
+    finally:
+        watcher.close()
+        for node in (first, second):
+            if node is not None:
+                node.stop()
+    assert "Traceback" not in second.log(), second.log()
 
 
 class BigNode(LoggedProcess):

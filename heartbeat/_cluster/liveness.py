@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .presence import NodeIdInUse
 from .reaping import reap
 from .scripts import HEARTBEAT, REAP_CHUNK
 from .throttle import ThrottledWarning
@@ -54,6 +55,7 @@ class NodeLiveness:
         self._beating: Optional[Deferred] = None
         self._registering: Optional[Deferred] = None
         self._reaping: Optional[Deferred] = None
+        self._inUse = False
         self._warn = ThrottledWarning(
             self.log,
             "node heartbeat into Redis failed: {why} ({unlogged} more since "
@@ -102,6 +104,9 @@ class NodeLiveness:
         cluster = self.cluster
 
         def registered(events: int) -> None:
+            if self._inUse:
+                self._inUse = False
+                self.log.info("node id {node} is free again", node=cluster.nodeId)
             self.log.info(
                 "node {node} registered in Redis with {count} connections "
                 "({events} presence changes)",
@@ -110,11 +115,26 @@ class NodeLiveness:
                 events=events,
             )
 
+        def failed(failure: Failure) -> None:
+            if not failure.check(NodeIdInUse):
+                self._failed(failure)
+            elif not self._inUse:
+                self._inUse = True
+                self.log.error(
+                    "node id {node} is in use by another incarnation not yet "
+                    "taken for dead: another live process with this id (give "
+                    "each its own --node-id), or this node's previous life, "
+                    "which did not leave; serving this node's connections "
+                    "only, out of the cluster, until it stops or is taken "
+                    "for dead",
+                    node=cluster.nodeId,
+                )
+
         def done(_: object) -> None:
             self._registering = None
 
         d = cluster.presence.register(self.nodeTimeout, self.slack, self.allowance)
-        return d.addCallbacks(registered, self._failed).addBoth(done)
+        return d.addCallbacks(registered, failed).addBoth(done)
 
     def _beaten(self, reply) -> None:
         registered, retired, pending = (int(n) for n in reply)

@@ -54,6 +54,13 @@ MAX_UNSYNCED = 100_000
 Change = List[str]
 
 
+class NodeIdInUse(Exception):
+    """
+    Another process holds this node's id in the cluster, and is alive (its
+    deadline has not passed).
+    """
+
+
 class _Mark:
     """
     The end of a registration's changes in the queue: fires its
@@ -224,7 +231,8 @@ class RedisPresence:
             a stall, and C{allowance}, what a stall adds to every deadline
             besides its length (see L{heartbeat._cluster.scripts}).
         @return: a L{Deferred} firing with the number of presence events
-            this caused; failing as the link's commands do.
+            this caused; failing with L{NodeIdInUse}, or as the link's
+            commands do.
         """
         cluster = self.cluster
         schema = self.schema
@@ -237,6 +245,8 @@ class RedisPresence:
             ).addCallback(begun)
 
         def begun(state: bytes) -> Deferred:
+            if state == b"in use":
+                raise NodeIdInUse(cluster.nodeId)
             if state == b"reaping":
                 # This node's records of a previous retirement go first:
                 # its keys may be the same.

@@ -273,11 +273,15 @@ return {pending, redis.call('HEXISTS', ARGV[1] .. 'dying', ARGV[3])}
 """
 
 # ARGV: prefix, node, incarnation, timeout, slack, allowance.  The first
-# step of registering (a beat too, for the cluster's clock): the node record, with a fresh deadline, unless the node's
-# records of a previous retirement are still being removed, or a previous
-# life of the node is there (it is retired here): 'reaping', remove them
-# first.  Returns its state: 'fresh' (the node had no record: it has none
-# in Redis) or 'existing' (read its records, and send what differs).
+# step of registering, and a beat (for the cluster's clock): the node
+# record, with a fresh deadline, unless
+#   - the node's records of a previous retirement are still being
+#     removed, or a previous life of the node has a deadline that has
+#     passed (it is retired here): 'reaping', remove them first;
+#   - another incarnation (another process with the same id) holds the
+#     id, its deadline still ahead: 'in use'.
+# Returns its state: 'fresh' (the node had no record: it has none in
+# Redis) or 'existing' (read its records, and send what differs).
 BEGIN = _LIBRARY + """
 local prefix, node, incarnation = ARGV[1], ARGV[2], ARGV[3]
 local t = now()
@@ -287,6 +291,8 @@ if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
 local nodeKey = prefix .. 'node:' .. node
 local current = redis.call('HGET', nodeKey, 'incarnation')
 if current and current ~= incarnation then
+  local deadline = tonumber(redis.call('ZSCORE', prefix .. 'nodes', node))
+  if deadline and deadline > t then return 'in use' end
   retire(prefix, node, 'd')
   if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
   current = nil
