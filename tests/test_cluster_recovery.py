@@ -1,8 +1,8 @@
 """
-What the cluster must not do when Redis stalls or comes back from its
-saved data, two processes share a node id, or a node holds a hundred
-thousand connections: against a real redis-server, with nodes as
-processes.
+What the cluster must not do when Redis stalls, loses its data or comes
+back from its saved data, two processes share a node id, or a node holds
+a hundred thousand connections: against a real redis-server, with nodes
+as processes.
 """
 
 import sys
@@ -11,6 +11,47 @@ import time
 from .clusternodes import NODE_TIMEOUT, Node, PresenceWatcher, names
 from .processes import ROOT, LoggedProcess, wait_for
 from .redisserver import require_redis
+
+
+def gated(redis):
+    """
+    Start C{redis} again, empty, behind a password the nodes do not know,
+    watch its presence events, then let the nodes in: so that the watcher
+    hears what they publish as they register again.
+    """
+    redis.password = "gate"
+    redis.start()
+    watcher = PresenceWatcher(redis)
+    redis.cli("CONFIG", "SET", "requirepass", "")
+    redis.password = None
+    return watcher
+
+
+def test_leaves_during_an_outage_are_told_when_redis_comes_back_empty(redis):
+    """A connection that joined before Redis died and closed while it was
+    down is told as a leave (closed) when Redis is back empty, so that the
+    other nodes, which heard its join, hear its end."""
+    node = Node(redis, "keeper")
+    watcher = None
+    try:
+        stay, go = node.peer("stay"), node.peer("go")
+        wait_for(lambda: {"stay", "go"} <= set(names(redis)), what="both present")
+        redis.kill()
+        wait_for(lambda: "lost Redis" in node.log(), what="the node to notice")
+        go.close()
+        wait_for(lambda: "disconnected" in node.log(), what="the close")
+        watcher = gated(redis)
+        watcher.wait(lambda events: ("L", "keeper", "c", "go") in events,
+                     what="go's leave")
+        assert ("J", "keeper", None, "stay") in watcher.events
+        assert names(redis) == ["stay"]
+        assert "lost the cluster's data" in node.log()
+        stay.close()
+    finally:
+        if watcher is not None:
+            watcher.close()
+        node.stop()
+    assert "Traceback" not in node.log(), node.log()
 
 
 def test_redis_restarted_from_its_data_takes_no_node_for_dead(redis):

@@ -17,8 +17,11 @@ A registration reads the node's records back a page at a time, then, in
 one reactor turn, puts in place of whatever waits to be written the
 changes that make Redis what the node has: joins for what Redis lacks,
 leaves for what it has that the node no longer has (with the reason the
-node remembers).  Changes sent again are harmless: a join Redis has, or a
-leave of a record it lacks, is not told twice.
+node remembers), and, when Redis lost the cluster's data, leaves for the
+connections that ended while it could not be told (the other nodes heard
+their joins, and would never hear of their end).  Changes sent again are
+harmless: a join Redis has, or a leave of a record it lacks, is not told
+twice.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .identity import is_present_name, parse_connection_key
+from .identity import is_present_name, new_incarnation, parse_connection_key
 from .interface import ClusterUnavailable, Member, PresentConnection
 from .link import RedisLink
 from .reaping import reap
@@ -46,10 +49,11 @@ from .scripts import (
 from .throttle import ThrottledWarning
 
 # Leaves remembered, with their reasons, while Redis cannot be told; past
-# this many, the rest are told as "closed" when Redis is back.
+# this many, the rest are told as "closed" when Redis is back (or, if Redis
+# lost its data, not at all).
 MAX_UNSYNCED = 100_000
 
-# One change: kind (J or L), key, name, and the join's time or the
+# One change: kind (J, L or F), key, name, and the join's time or the
 # leave's reason code.
 Change = List[str]
 
@@ -87,6 +91,8 @@ class RedisPresence:
 
     @ivar dirty: whether Redis may disagree with this node, which the next
         node heartbeat then puts right (L{register}).
+    @ivar epoch: the cluster's epoch when this node last registered (see
+        L{heartbeat._cluster.scripts.BEGIN}), or C{None}.
     """
 
     log = Logger()
@@ -96,6 +102,7 @@ class RedisPresence:
         self.link = link
         self.schema = schema
         self.dirty = True
+        self.epoch: Optional[bytes] = None
         self._generation = 0
         # Connections that left while Redis could not be told: key ->
         # (name, reason code).
@@ -241,10 +248,11 @@ class RedisPresence:
             return self.link.script(
                 BEGIN, [],
                 [schema.prefix, cluster.nodeId, cluster.incarnation, repr(timeout),
-                 repr(slack), repr(allowance)],
+                 repr(slack), repr(allowance), new_incarnation()],
             ).addCallback(begun)
 
-        def begun(state: bytes) -> Deferred:
+        def begun(reply) -> Deferred:
+            state, epoch = reply
             if state == b"in use":
                 raise NodeIdInUse(cluster.nodeId)
             if state == b"reaping":
@@ -252,8 +260,8 @@ class RedisPresence:
                 # its keys may be the same.
                 return reap(self.link, schema, cluster.nodeId).addCallback(begin)
             if state == b"fresh":
-                return self._reconcile({})
-            return self._readOwn().addCallback(self._reconcile)
+                return self._reconcile({}, epoch)
+            return self._readOwn().addCallback(self._reconcile, epoch)
 
         return begin()
 
@@ -278,7 +286,7 @@ class RedisPresence:
 
         return page(b"0")
 
-    def _reconcile(self, old: Dict[str, str]) -> Deferred:
+    def _reconcile(self, old: Dict[str, str], epoch: bytes) -> Deferred:
         """
         In one turn: what Redis must change to have what this node has, in
         place of whatever waits to be written.
@@ -290,6 +298,16 @@ class RedisPresence:
         self._generation += 1
         self.dirty = False
         unsynced, self._unsynced = self._unsynced, {}
+        lost = self.epoch is not None and epoch != self.epoch
+        if lost:
+            self.log.warn(
+                "Redis lost the cluster's data (restarted empty, or another "
+                "Redis): node {node} registers again, and tells the others of "
+                "the {count} connection(s) that ended meanwhile",
+                node=cluster.nodeId,
+                count=len(unsynced),
+            )
+        self.epoch = epoch
         changes: List[Change] = []
         present = set()
         for member in cluster.presentMembers():
@@ -300,6 +318,10 @@ class RedisPresence:
         for key, name in old.items():
             if key not in present:
                 changes.append(["L", key, name, unsynced.get(key, (name, "c"))[1]])
+        if lost:
+            for key, (name, code) in unsynced.items():
+                if key not in present and key not in old:
+                    changes.append(["F", key, name, code])
         mark = _Mark()
 
         def failed(failure: Failure) -> Failure:

@@ -14,6 +14,7 @@ Keys (in the database the URL names; one cluster per database)::
     heartbeat:dying          hash: node id -> "REASON CURSOR", the nodes
                              whose records are being removed, and how far
     heartbeat:clock          Redis's TIME at the last beat of any node
+    heartbeat:epoch          a token drawn when the cluster's data began
 
 Channels (Redis's channels are not per database, so they carry it)::
 
@@ -209,10 +210,12 @@ end
 """
 
 # ARGV: prefix, node, incarnation, presence channel, then changes of four
-# fields each, applied in order: J, key, name, since (a join) or L, key,
-# name, reason code (a leave).  A join Redis already has is not told
-# again, nor a leave of a record it does not have, so that a batch sent
-# again changes nothing.  One message publishes their events.
+# fields each, applied in order: J, key, name, since (a join); L, key,
+# name, reason code (a leave, told if Redis had the record); or F, key,
+# name, reason code (a leave told whatever Redis has: one that Redis,
+# having lost its data, cannot know of).  A join Redis already has is not
+# told again, nor a leave of a record it does not have, so that a batch
+# sent again changes nothing.  One message publishes their events.
 # Returns {registered (0: nothing was changed), events}.
 CHANGES = _LIBRARY + """
 local prefix, node = ARGV[1], ARGV[2]
@@ -229,7 +232,7 @@ for i = 5, #ARGV - 3, 4 do
       redis.call('ZADD', prefix .. 'names', 0, name)
       events[#events + 1] = 'J ' .. node .. ' ' .. name
     end
-  elseif redis.call('HDEL', conns, key) == 1 then
+  elseif redis.call('HDEL', conns, key) == 1 or kind == 'F' then
     drop(prefix, node, key, name, ARGV[i + 3], events)
   end
 end
@@ -272,36 +275,43 @@ publish(ARGV[2], events)
 return {pending, redis.call('HEXISTS', ARGV[1] .. 'dying', ARGV[3])}
 """
 
-# ARGV: prefix, node, incarnation, timeout, slack, allowance.  The first
-# step of registering, and a beat (for the cluster's clock): the node
+# ARGV: prefix, node, incarnation, timeout, slack, allowance, epoch.  The
+# first step of registering, and a beat (for the cluster's clock): the node
 # record, with a fresh deadline, unless
 #   - the node's records of a previous retirement are still being
 #     removed, or a previous life of the node has a deadline that has
 #     passed (it is retired here): 'reaping', remove them first;
 #   - another incarnation (another process with the same id) holds the
 #     id, its deadline still ahead: 'in use'.
-# Returns its state: 'fresh' (the node had no record: it has none in
-# Redis) or 'existing' (read its records, and send what differs).
+# Returns {state, epoch}: state 'fresh' (the node had no record: it has
+# none in Redis) or 'existing' (read its records, and send what differs),
+# and the cluster's epoch, drawn (from ARGV) if Redis had none: one that
+# differs from the one a node knew means Redis lost the cluster's data.
 BEGIN = _LIBRARY + """
 local prefix, node, incarnation = ARGV[1], ARGV[2], ARGV[3]
 local t = now()
 tick(prefix, t, tonumber(ARGV[5]), tonumber(ARGV[6]))
+local epoch = redis.call('GET', prefix .. 'epoch')
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('SET', prefix .. 'epoch', epoch)
+end
 local dying = prefix .. 'dying'
-if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
+if redis.call('HEXISTS', dying, node) == 1 then return {'reaping', epoch} end
 local nodeKey = prefix .. 'node:' .. node
 local current = redis.call('HGET', nodeKey, 'incarnation')
 if current and current ~= incarnation then
   local deadline = tonumber(redis.call('ZSCORE', prefix .. 'nodes', node))
-  if deadline and deadline > t then return 'in use' end
+  if deadline and deadline > t then return {'in use', epoch} end
   retire(prefix, node, 'd')
-  if redis.call('HEXISTS', dying, node) == 1 then return 'reaping' end
+  if redis.call('HEXISTS', dying, node) == 1 then return {'reaping', epoch} end
   current = nil
 end
 redis.call('HSET', nodeKey, 'incarnation', incarnation, 'timeout', ARGV[4],
   'heard', string.format('%.6f', t))
 redis.call('ZADD', prefix .. 'nodes', t + tonumber(ARGV[4]), node)
-if current then return 'existing' end
-return 'fresh'
+if current then return {'existing', epoch} end
+return {'fresh', epoch}
 """
 
 # ARGV: prefix, node, incarnation.  The node leaves the cluster at once (it
