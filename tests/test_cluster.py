@@ -356,3 +356,24 @@ def test_a_node_reaches_redis_over_tls(tmp_path):
         if node is not None:
             node.stop()
         redis.close()
+
+
+def test_clusters_in_two_databases_never_meet(redis):
+    """Two clusters on one Redis, each in its own database, share nothing:
+    neither presence nor broadcasts nor nodes."""
+    first = Node(redis, "first", "--broadcast")
+    second = Node(redis, "second", "--broadcast", url=redis.url[:-1] + "1")
+    try:
+        here, there = first.peer("here"), second.peer("there")
+        other = second.peer("other")
+        here.send(b"for the first cluster\n")
+        other.send(b"for the second cluster\n")
+        assert there.readline() == b"for the second cluster"
+        assert names(redis) == ["here"]
+        assert redis.lines("-n", "1", "ZRANGE", "heartbeat:names", "0", "-1") == [
+            "other", "there"]
+        assert redis.lines("ZRANGE", "heartbeat:nodes", "0", "-1") == ["first"]
+        assert _applicationLines(there) == []
+    finally:
+        first.stop()
+        second.stop()
