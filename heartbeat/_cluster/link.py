@@ -90,7 +90,7 @@ class RedisLink:
         self._downSince: Optional[float] = None
         self._lastReason = "not connected yet"
         self._downCall = None
-        # SUBSCRIBE has no reply timeout of its own: this is its.
+        # The timer on SUBSCRIBE's answer (txredisapi gives it none).
         self._late = None
         self._stopped = False
 

@@ -38,9 +38,6 @@ class NodeLiveness:
         most one second.
     @ivar slack: how long no node of the cluster may have beaten before
         Redis takes it for a stall that does not count (twice the period).
-    @ivar allowance: what a stall adds to every deadline besides its own
-        length: the time a node takes to reconnect (the link's longest
-        wait between attempts) and beat.
     """
 
     log = Logger()
@@ -50,7 +47,6 @@ class NodeLiveness:
         self.nodeTimeout = nodeTimeout
         self.period = min(1.0, nodeTimeout / 5)
         self.slack = 2 * self.period
-        self.allowance = cluster.link.maxRetryDelay + self.period
         self._loop: Optional[LoopingCall] = None
         self._beating: Optional[Deferred] = None
         self._registering: Optional[Deferred] = None
@@ -62,6 +58,15 @@ class NodeLiveness:
             "the last such line)",
             cluster.clock,
         )
+
+    @property
+    def allowance(self) -> float:
+        """
+        What a stall adds to every deadline besides its own length: the
+        time a node takes to reconnect (the link's longest wait between
+        attempts) and beat.
+        """
+        return self.cluster.link.maxRetryDelay + self.period
 
     def start(self) -> None:
         self._loop = LoopingCall(self.beat)

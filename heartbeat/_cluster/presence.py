@@ -108,6 +108,9 @@ class RedisPresence:
         # (name, reason code).
         self._unsynced: Dict[str, Tuple[str, str]] = {}
         self._queue: Deque[Union[Change, _Mark]] = deque()
+        # The registration whose changes are in the queue, if any: the
+        # batches sent before its mark leaves the queue are its.
+        self._registration: Optional[_Mark] = None
         self._flush = None
         self._sending = False
         self._warn = ThrottledWarning(
@@ -158,6 +161,7 @@ class RedisPresence:
                 if batch:
                     break
                 queue.popleft()
+                self._registration = None
                 item.done()
             else:
                 batch.append(queue.popleft())
@@ -172,7 +176,7 @@ class RedisPresence:
     def _write(self, batch: List[Change]) -> Deferred:
         cluster = self.cluster
         generation = self._generation
-        mark = next((item for item in self._queue if isinstance(item, _Mark)), None)
+        mark = self._registration
 
         def done(reply) -> None:
             registered, events = (int(n) for n in reply)
@@ -217,14 +221,15 @@ class RedisPresence:
         Let go of every change waiting to be written, keeping the leaves;
         a registration waiting for its changes fails with C{why}.
         """
-        for item in self._queue:
+        queue, self._queue = self._queue, deque()
+        self._registration = None
+        for item in queue:
             if isinstance(item, _Mark):
                 if item.failure is None:
                     item.failure = why
                 item.done()
             else:
                 self._remember(item)
-        self._queue.clear()
 
     # Registering
 
@@ -333,6 +338,7 @@ class RedisPresence:
         mark.deferred.addErrback(failed)
         self._queue.extend(changes)
         self._queue.append(mark)
+        self._registration = mark
         self._next()
         return mark.deferred
 

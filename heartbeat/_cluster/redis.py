@@ -74,6 +74,7 @@ class RedisCluster(Cluster):
         if not observer:
             self._channels[schema.presenceChannel.encode()] = self._presenceReceived
             self._channels[schema.broadcastChannel.encode()] = self._broadcastReceived
+        self.liveness = NodeLiveness(self, nodeTimeout)
         self.link = RedisLink(
             address,
             list(self._channels),
@@ -82,9 +83,8 @@ class RedisCluster(Cluster):
             self._linkDown,
             timeout=min(2.0, nodeTimeout / 2),
             reactor=reactor,
+            keepalive=self.liveness.period,
         )
-        self.liveness = NodeLiveness(self, nodeTimeout)
-        self.link.keepalive = self.liveness.period
         self.presence = RedisPresence(self, self.link, schema)
         self.router = Router(self, self.link, schema)
         self.stopped = False
