@@ -123,6 +123,35 @@ def test_two_processes_with_one_node_id_do_not_reap_each_other(redis):
     assert "Traceback" not in second.log(), second.log()
 
 
+def test_a_node_restarted_after_a_crash_takes_its_id_back_at_once(redis, figure):
+    """A node killed and started again under its id rejoins as soon as
+    its previous life has stopped beating (two beat periods), not a node
+    timeout later: its old connections leave (node died), its new ones
+    join."""
+    watcher = PresenceWatcher(redis)
+    nodes = []
+    try:
+        nodes.append(Node(redis, "phoenix", "--node-timeout", "5"))
+        before = nodes[0].peer("before")
+        watcher.wait(lambda events: ("J", "phoenix", None, "before") in events)
+        nodes[0].kill()
+        killed = time.monotonic()
+        nodes.append(Node(redis, "phoenix", "--node-timeout", "5"))
+        back = time.monotonic() - killed
+        figure("node restarted under its id (node timeout 5 s): registered after", back, "s")
+        assert back < 5
+        after = nodes[1].peer("after")
+        watcher.wait(lambda events: ("J", "phoenix", None, "after") in events)
+        assert watcher.leaves() == [("L", "phoenix", "d", "before")]
+        assert names(redis) == ["after"]
+        before.close()
+        after.close()
+    finally:
+        watcher.close()
+        for node in nodes:
+            node.stop()
+
+
 class BigNode(LoggedProcess):
     """tests/bignode.py: a node of COUNT connections without sockets."""
 

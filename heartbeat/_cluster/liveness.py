@@ -126,12 +126,10 @@ class NodeLiveness:
             elif not self._inUse:
                 self._inUse = True
                 self.log.error(
-                    "node id {node} is in use by another incarnation not yet "
-                    "taken for dead: another live process with this id (give "
-                    "each its own --node-id), or this node's previous life, "
-                    "which did not leave; serving this node's connections "
-                    "only, out of the cluster, until it stops or is taken "
-                    "for dead",
+                    "node id {node} is in use by another process that still "
+                    "beats (give each its own --node-id): serving this node's "
+                    "connections only, out of the cluster, until that one "
+                    "stops beating",
                     node=cluster.nodeId,
                 )
 

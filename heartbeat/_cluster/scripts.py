@@ -279,10 +279,11 @@ return {pending, redis.call('HEXISTS', ARGV[1] .. 'dying', ARGV[3])}
 # first step of registering, and a beat (for the cluster's clock): the node
 # record, with a fresh deadline, unless
 #   - the node's records of a previous retirement are still being
-#     removed, or a previous life of the node has a deadline that has
-#     passed (it is retired here): 'reaping', remove them first;
-#   - another incarnation (another process with the same id) holds the
-#     id, its deadline still ahead: 'in use'.
+#     removed, or a previous life of the node that has stopped beating is
+#     there (it is retired here): 'reaping', remove them first;
+#   - another incarnation that still beats (another process with the same
+#     id: its deadline is ahead, and it beat within two of its periods)
+#     holds the id: 'in use'.
 # Returns {state, epoch}: state 'fresh' (the node had no record: it has
 # none in Redis) or 'existing' (read its records, and send what differs),
 # and the cluster's epoch, drawn (from ARGV) if Redis had none: one that
@@ -302,7 +303,11 @@ local nodeKey = prefix .. 'node:' .. node
 local current = redis.call('HGET', nodeKey, 'incarnation')
 if current and current ~= incarnation then
   local deadline = tonumber(redis.call('ZSCORE', prefix .. 'nodes', node))
-  if deadline and deadline > t then return {'in use', epoch} end
+  local heard = tonumber(redis.call('HGET', nodeKey, 'heard'))
+  local period = math.min(1, tonumber(redis.call('HGET', nodeKey, 'timeout')) / 5)
+  if deadline and deadline > t and heard and t - heard <= 2 * period then
+    return {'in use', epoch}
+  end
   retire(prefix, node, 'd')
   if redis.call('HEXISTS', dying, node) == 1 then return {'reaping', epoch} end
   current = nil
