@@ -28,8 +28,7 @@ class _Target(_Listener):
     """
 
     def __init__(self, port: int, name: str) -> None:
-        super().__init__(port)
-        self.sock.sendall(b"heartbeat/1 name=%s\n" % name.encode())
+        super().__init__(port, b"heartbeat/1 name=%s" % name.encode())
 
 
 class _Backend:

@@ -85,6 +85,10 @@ class LoggedProcess:
         if self.process.poll() is None:
             self.process.send_signal(number)
 
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait()
+
     def stop(self, timeout=10.0) -> int:
         if self.process.poll() is None:
             self.process.terminate()
@@ -125,10 +129,6 @@ class Server(LoggedProcess):
 
     def connect(self, timeout=5.0) -> "Peer":
         return Peer(self.port, timeout)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.process.wait()
 
 
 class Peer:

@@ -278,6 +278,8 @@ def test_broadcast_joins_line_and_websocket_peers(clock):
     hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
     hub.protocol = BroadcastServerProtocol
     line, transport = connect(hub)
+    # Its first line settles it: it hears broadcasts from then on.
+    line.dataReceived(b"pong\n")
     server, browser, pump = open_browser(clock, factory)
     other, otherBrowser, otherPump = open_browser(clock, factory)
     browser.sendMessage(b"from the page")
@@ -455,6 +457,7 @@ def test_binary_stays_binary_through_a_broadcast(clock):
     hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
     hub.protocol = BroadcastServerProtocol
     line, transport = connect(hub)
+    line.dataReceived(b"pong\n")
     sender, senderBrowser, senderPump = open_browser(clock, factory)
     server, browser, pump = open_browser(clock, factory)
     senderBrowser.sendMessage(b"caf\xc3\xa9", isBinary=True)

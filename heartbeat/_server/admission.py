@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
-from .._cluster.identity import may_be_a_name
+from .._cluster.identity import check_name
 from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
 from .._framing.handshake import Handshake, HandshakeError, seconds, timing_fields
@@ -57,7 +57,10 @@ class CountedByServer:
     known: after its handshake, at its first other message, or when the
     server's C{handshakeWait} is over, whichever comes first; the framing
     calls L{heartbeatEnterPresence} for the first two.  A name is granted
-    only before that.
+    only before that.  Until then it hears no broadcast: what is broadcast
+    meanwhile is held for it, and sent when it enters presence (after the
+    answer to its handshake, which must be the first thing a client
+    reads), in order, up to its write cap's bytes.
 
     @ivar heartbeatAdmitted: whether the connection is the server's in
         full: its application messages are served and it hears broadcasts.
@@ -251,7 +254,8 @@ class CountedByServer:
         @return: the answer's fields, in order: the connection's id, the
             server's timing and line limit, and the name when one was
             granted: one asked for before the connection entered presence,
-            and without C{#} (which would pass for a connection's key).
+            that the rule for names allows (see
+            L{heartbeat._cluster.identity.check_name}).
         """
         server = self.heartbeatServer
         fields: Dict[str, Union[str, int, float, None]] = {
@@ -280,17 +284,17 @@ class CountedByServer:
                     verified=self.heartbeatName,
                 )
         elif name is not None:
-            if self.heartbeatPresent or not may_be_a_name(name):
+            try:
+                if self.heartbeatPresent:
+                    raise ValueError("asked for too late")
+                self.heartbeatName = fields["name"] = check_name(name)
+            except ValueError as e:
                 self._heartbeatLog.info(  # type: ignore[attr-defined]
                     "{peer}: name {name!r} not granted ({why})",
                     peer=peer_name(self),
                     name=name,
-                    why="asked for too late"
-                    if self.heartbeatPresent
-                    else "'#' is kept for connection keys",
+                    why=e,
                 )
-            else:
-                self.heartbeatName = fields["name"] = name
         return fields
 
     def heartbeatEnterPresence(self) -> None:
@@ -301,8 +305,28 @@ class CountedByServer:
         if self.heartbeatAdmitted and not self.heartbeatPresent:
             self.heartbeatPresent = True
             server = self.heartbeatServer
-            server.handshakeSettled()
+            for line, isBinary in server.handshakeSettled(self):
+                self.sendMessage(line, isBinary)
             server.cluster.join(self)
+
+    def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
+        """
+        A broadcast for this connection: sent now if its presence is
+        settled, else held until it is.  A connection for which more than
+        its write cap would be held is dropped, as one that does not read.
+        """
+        if self.heartbeatPresent:
+            self.sendMessage(line, isBinary)  # type: ignore[attr-defined]
+        elif not self.heartbeatServer.holdBroadcast(self, line, isBinary):
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "dropping {peer}: over {limit} bytes of broadcasts wait for its "
+                "handshake",
+                peer=peer_name(self),
+                limit=self.maxWriteBuffer,  # type: ignore[attr-defined]
+            )
+            self.heartbeatEndPresence()
+            self.stopHeartbeat()  # type: ignore[attr-defined]
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def heartbeatDisconnect(self) -> None:
         """
@@ -326,7 +350,7 @@ class CountedByServer:
             self.heartbeatPresent = False
             server.cluster.leave(self, reason)
         elif self.heartbeatAdmitted:
-            server.handshakeSettled()
+            server.handshakeSettled(self)
         self.heartbeatAdmitted = False
 
     def heartbeatRefuse(self, reason: bytes) -> None:

@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, List, NamedTuple, Optional, Sequence
 
-from .._cluster.identity import may_be_a_name
-from .._framing.handshake import MAX_VALUE
+from .._cluster.identity import check_name
 
 # The algorithms each kind of key may verify, the default first.
 _RSA = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
@@ -119,11 +118,10 @@ class TokenVerifier:
         if notBefore is not None and notBefore > now:
             raise TokenRejected("not yet valid")
         name = claims["sub"]
-        if not _is_name(name):
-            raise TokenRejected(
-                f"sub is not a name (1 to {MAX_VALUE} printable ASCII characters, "
-                "no spaces, no '#')"
-            )
+        try:
+            check_name(name)
+        except ValueError as e:
+            raise TokenRejected(f"sub is not a name: {e}")
         return VerifiedToken(name, expires)
 
 
@@ -134,14 +132,6 @@ def _time(claims: dict, claim: str) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TokenRejected(f"{claim} is not a number")
     return float(value)
-
-
-def _is_name(name: str) -> bool:
-    return (
-        0 < len(name) <= MAX_VALUE
-        and all("!" <= c <= "~" for c in name)
-        and may_be_a_name(name)
-    )
 
 
 def load_key(data: bytes) -> tuple:

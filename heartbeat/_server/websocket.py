@@ -107,6 +107,8 @@ class HeartbeatWebSocketServerProtocol(
             pongTimeout=seconds(self.heartbeatPongTimeout),
             maxLength=self.maxLineLength,
         )
+        # It will send no hello, so there is no name to wait for.
+        self.heartbeatEnterPresence()
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self._heartbeatClose(_REFUSALS[reason], reason.decode())

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from .._client.factory import BufferFull, HeartbeatClientFactory, ServerRefused
 from .._client.protocol import HeartbeatClientProtocol
+from .._cluster.identity import check_name
 from .._core.protocol import peer_name
 from .._framing.line import PING, parse_heartbeat
 from .options import (
@@ -102,8 +103,9 @@ class Options(HeartbeatOptions):
             None,
             None,
             "The name this client gives itself in its handshake, by which "
-            "the server's presence knows it (1 to 256 printable ASCII "
-            "characters, no spaces, no '#').",
+            "the server's presence knows it: 1 to 256 bytes of UTF-8 text, "
+            "in any script, without spaces, control or invisible "
+            "characters, or '#'.",
         ],
     ]
 
@@ -151,16 +153,11 @@ class Options(HeartbeatOptions):
         if self["max-delay"] < self["initial-delay"]:
             raise usage.UsageError("--max-delay must be at least --initial-delay")
         self["buffer-size"] = positive_int(self, "buffer-size")
-        name = self["name"]
-        if name is not None and not (
-            0 < len(name) <= 256
-            and all("!" <= c <= "~" for c in name)
-            and "#" not in name
-        ):
-            raise usage.UsageError(
-                "--name must be 1 to 256 printable ASCII characters, without "
-                f"spaces or '#', not {name!r}"
-            )
+        if self["name"] is not None:
+            try:
+                check_name(self["name"])
+            except ValueError as e:
+                raise usage.UsageError(f"--name: {e}")
         from twisted.internet import reactor
 
         try:

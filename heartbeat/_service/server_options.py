@@ -12,6 +12,7 @@ import sys
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from .._cluster.identity import check_node_id
 from .cluster_options import ClusterOptions
 from .jwt_options import JwtOptions
 from .options import (
@@ -332,6 +333,15 @@ class ServerOptions(ClusterOptions, JwtOptions, ApiOptions, WebOptions, Heartbea
             else positive_int(self, "max-write-buffer")
         )
         self["auth-timeout"] = positive_float(self, "auth-timeout")
+        workers = self["workers"]
+        if workers > 1 and self["node-id"] is not None:
+            try:
+                check_node_id(f"{self['node-id']}/{workers}")
+            except ValueError as e:
+                raise usage.UsageError(
+                    f"--node-id: with --workers {workers}, the workers' ids are "
+                    f"ID/1 to ID/{workers}: {e}"
+                )
         if self["workers"] > 1 and self["redis"] is None:
             for name in ("websocket-port", "status-port", "api-port"):
                 if self[name] is not None:
