@@ -10,10 +10,11 @@ import sys
 import tempfile
 import time
 
-from . import cluster, scenarios
+from . import api, cluster, scenarios
 from .workerman import ENVIRONMENT, Workerman
 
-SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers", "cluster"]
+SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers", "cluster",
+             "api"]
 
 
 def main(argv=None) -> None:
@@ -115,6 +116,10 @@ def main(argv=None) -> None:
         out.write(cluster.latency(200 if quick else 2000, 200.0, logdir) + "\n")
         out.write(cluster.convergence(size, logdir) + "\n")
         out.write(cluster.storm(1000 if quick else 5000, logdir) + "\n")
+    if "api" in chosen:
+        out.write(api.latency(
+            200 if quick else 2000, 200.0, 2.0 if quick else 10.0, 4, logdir,
+        ) + "\n")
     if figures:
         out.write(scenarios.summary(
             figures, max(sizes), ["floor", "heartbeat"] + others

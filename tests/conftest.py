@@ -19,6 +19,19 @@ def clock():
 
 
 @pytest.fixture
+def epoch_clock():
+    """
+    A fake clock at a plausible now (see L{tests.tokens.EPOCH}), so that the
+    tokens minted on it look like a backend's.
+    """
+    from .tokens import EPOCH
+
+    clock = Clock()
+    clock.advance(EPOCH)
+    return clock
+
+
+@pytest.fixture
 def redis():
     """
     A fresh, empty redis-server, killed after the test.

@@ -35,6 +35,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def accepting(port: int) -> bool:
+    """
+    Whether something accepts connections on 127.0.0.1:C{port} now.
+    """
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):
     """
     Poll C{predicate} until it returns something true, or fail.
@@ -73,6 +84,10 @@ class LoggedProcess:
     def signal(self, number) -> None:
         if self.process.poll() is None:
             self.process.send_signal(number)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait()
 
     def stop(self, timeout=10.0) -> int:
         if self.process.poll() is None:
@@ -114,10 +129,6 @@ class Server(LoggedProcess):
 
     def connect(self, timeout=5.0) -> "Peer":
         return Peer(self.port, timeout)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.process.wait()
 
 
 class Peer:

@@ -72,3 +72,21 @@ def test_the_summary_puts_the_servers_side_by_side():
     assert rows[1] == ["heartbeat", "1,900", "0.95x", "1.10x", "0.90x",
                        "0.70", "1.40x", "0.50x", "0.06%"]
     assert len(rows) == 2
+
+
+def test_api_scenario_times_every_line_to_both_nodes(tmp_path):
+    """The push API scenario runs on two nodes of a real Redis: every line
+    sent through the API reaches its name, on the API's node and on the
+    other, in the latency run and in the flood."""
+    from bench import api
+
+    from .redisserver import require_redis
+
+    require_redis()
+    out = api.latency(20, 100.0, 0.5, 2, str(tmp_path))
+    rows = [line.split("  ") for line in out.splitlines()[-2:]]
+    assert [row[0].strip() for row in rows] == ["same node", "other node"]
+    for line in out.splitlines()[-2:]:
+        assert " 20/20 " in line
+        received, sent = line.split()[-1].split("/")
+        assert received == sent and int(sent) > 0

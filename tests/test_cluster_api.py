@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from heartbeat._framing.handshake import format_handshake
+
 from .clusternodes import names
 from .processes import ROOT, LoggedProcess, Peer, wait_for
 from .redisserver import REDIS_CLI
@@ -28,8 +30,9 @@ class App(LoggedProcess):
 
     def peer(self, name):
         peer = Peer(self.port)
-        peer.send(b"heartbeat/1 name=%s\n" % name.encode())
-        assert b"name=%s" % name.encode() in peer.readline()
+        handshake = format_handshake({"name": name})
+        peer.send(handshake + b"\n")
+        assert handshake.split(b" ")[1] in peer.readline()
         return peer
 
 
@@ -125,6 +128,27 @@ def test_presence_queries_and_events_span_the_nodes(apps, redis):
         peer.close()
 
 
+def test_names_beyond_ascii_are_themselves_on_every_node(apps, redis):
+    """José and Josè, on two nodes, are two names everywhere: in Redis, in
+    every node's events, in the queries, and a line for one reaches only
+    that one."""
+    app1, app2, app3 = apps
+    jose, josè = app1.peer("José"), app3.peer("Josè")
+    asker = app2.peer("Zoë")
+    assert ask(asker, "where José") == "where: app1"
+    assert ask(asker, "where Josè") == "where: app3"
+    assert ask(asker, "names") == "names: Josè José Zoë"
+    assert ask(asker, "to José olá") == "to: 1"
+    assert jose.readline().decode() == "olá"
+    assert set(names(redis)) == {"José", "Josè", "Zoë"}
+    wait_for(lambda: "joined José app1" in app3.log() and "joined Josè app3" in app1.log(),
+             what="the joins heard")
+    josè.close()
+    wait_for(lambda: "left Josè app3 closed" in app2.log(), what="Josè's leave")
+    assert ask(jose, "online Josè") == "online: False"
+    assert ask(asker, "online José") == "online: True"
+
+
 def test_without_redis_the_api_fails_clearly_and_local_lines_still_go(apps, redis):
     """While Redis hangs, a cross-node send and a presence query fail with
     ClusterUnavailable and a broadcast still reaches the sender's own node;
@@ -152,3 +176,26 @@ def test_without_redis_the_api_fails_clearly_and_local_lines_still_go(apps, redi
     # before it hung: then it is delivered once, when Redis resumes.
     first = hank.readline()
     assert [first] == [b"back"] or [first, hank.readline()] == [b"hello", b"back"]
+
+
+def test_a_send_counts_only_connections_on_nodes_that_got_it(apps, redis):
+    """sendTo's count leaves out the connections of a node that is dead
+    but not yet removed, and a key whose connection is gone: it counts
+    the connections presence holds on the nodes the line was handed to."""
+    app1, app2, app3 = apps
+    asker = app1.peer("asker")
+    ghost = app3.peer("ghost")
+    unnamed = Peer(app2.port)
+    unnamed.send(b"ping settle\n")
+    assert unnamed.readline() == b"pong settle"
+    key = wait_for(lambda: [n for n in names(redis) if n.startswith("app2#")],
+                   what="the unnamed connection's key")[0]
+    assert ask(asker, f"to {key} hello") == "to: 1"
+    assert unnamed.readline() == b"hello"
+    unnamed.close()
+    wait_for(lambda: key not in names(redis), what="the key gone")
+    assert ask(asker, f"to {key} hello") == "to: 0"
+    app3.kill()
+    assert ask(asker, "to ghost hello") == "to: 0"
+    assert "ghost" in names(redis)
+    ghost.close()

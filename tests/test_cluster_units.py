@@ -67,6 +67,12 @@ def test_presence_events_read_back():
     assert set(REASON_CODES) == {"closed", "timeout", "node died"}
 
 
+def test_names_beyond_ascii_read_back_as_themselves():
+    """Events about José and Josè are about two names, not one Jos?."""
+    message = "J n1 José\nL n1 c Josè".encode()
+    assert list(parse_events(message)) == [("n1", "José", None), ("n1", "Josè", "closed")]
+
+
 def test_reports_add_up_across_workers():
     """Totals, transports and round trips of several nodes add up; the mean
     round trip is weighted by the connections behind it; the oldest
@@ -102,6 +108,9 @@ def parse(*arguments):
     (["--redis", "rediss://h?ca=/no/such/file.pem"], "--redis: cannot read ca="),
     (["--node-id", "a b"], "--node-id: a node id is 1 to 128 printable ASCII"),
     (["--node-timeout", "0"], "--node-timeout must be greater than 0"),
+    (["--node-id", "x" * 127, "--workers", "12"],
+     "--node-id: with --workers 12, the workers' ids are ID/1 to ID/12: a node id "
+     "is 1 to 128"),
 ])
 def test_bad_cluster_options_are_one_line(arguments, message):
     """A bad cluster option is refused before anything starts, in one line
@@ -117,3 +126,20 @@ def test_with_redis_workers_may_serve_web_and_status_ports():
                     "--websocket-port", "tcp:0", "--status-port", "tcp:0")
     assert options["redis"].host == "127.0.0.1"
     assert parse()["redis"] is None and parse()["node-timeout"] == 5.0
+
+
+def test_a_node_id_is_checked_wherever_a_cluster_is_made():
+    """A node id that could not work is refused when the cluster is made
+    in Python, not later in Redis or in a worker."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from heartbeat._cluster.local import LocalCluster
+    from heartbeat._cluster.redis import RedisCluster
+
+    for bad in ["a b", "a#b", "x" * 129]:
+        with pytest.raises(ValueError, match="node id"):
+            LocalCluster(bad)
+        with pytest.raises(ValueError, match="node id"):
+            RedisCluster("redis://127.0.0.1", bad, reactor=MemoryReactorClock())
+    assert LocalCluster("x" * 128).nodeId == "x" * 128
+    assert parse("--node-id", "x" * 126, "--workers", "9")["node-id"] == "x" * 126

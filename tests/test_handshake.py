@@ -6,10 +6,8 @@ and the peers that never send it.
 import json
 
 import pytest
-from autobahn.twisted.websocket import WebSocketClientFactory
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.test import iosim
 
 from heartbeat import HeartbeatServerFactory
 from heartbeat._framing.handshake import (
@@ -24,12 +22,15 @@ from heartbeat._framing.handshake import (
 
 from .helpers import connect, take
 from .test_client import make as make_client
-from .test_websocket import Browser, goodbye, make_server
+from .test_websocket import Browser, goodbye, make_server, open_browser
 
 KEYS = st.from_regex(r"[a-z][a-z0-9-]{0,31}", fullmatch=True)
 VALUES = st.none() | st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=256
 )
+# Any text at all but lone surrogates, which are not text one can encode,
+# of up to 256 bytes of UTF-8 (64 characters of up to four bytes).
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=64)
 
 
 @given(st.dictionaries(KEYS, VALUES, max_size=32))
@@ -37,6 +38,40 @@ def test_what_is_formatted_parses_back(fields):
     """Any fields a side may send are read back as they were sent."""
     line = format_handshake(fields)
     assert parse_handshake(line) == Handshake(1, fields)
+
+
+@given(st.dictionaries(KEYS, TEXT, max_size=8))
+def test_any_text_is_carried_whole_over_the_line_and_json(fields):
+    """A value is carried whole, whatever it holds (accents, '%', spaces,
+    emoji): percent-encoded UTF-8 on the line, as it is in JSON; and the
+    line stays printable ASCII."""
+    line = format_handshake(fields)
+    assert line.isascii() and b"\n" not in line and b"\r" not in line
+    assert parse_handshake(line) == Handshake(1, fields)
+
+
+@given(TEXT)
+def test_json_carries_any_text_but_what_would_break_a_line(text):
+    """A hello's string (of up to 256 bytes) is the same text in the
+    handshake, unless it holds an ASCII space or control character, which
+    a line could not carry either: then it is malformed."""
+    try:
+        handshake = handshake_from_json({"type": "hello", "name": text})
+    except HandshakeError:
+        assert any(c <= " " or c == "\x7f" for c in text)
+    else:
+        assert handshake.get("name") == text
+
+
+def test_names_beyond_ascii_are_percent_encoded_on_the_line():
+    """José's name travels as UTF-8, percent-encoded, and comes back as
+    José, never as Jos?: Josè is another name."""
+    assert format_handshake({"name": "José"}) == b"heartbeat/1 name=Jos%C3%A9"
+    assert parse_handshake(b"heartbeat/1 name=Jos%C3%A9").get("name") == "José"
+    assert parse_handshake(b"heartbeat/1 name=Jos%c3%a8").get("name") == "Josè"
+    assert parse_handshake(b"heartbeat/1 name=50%25").get("name") == "50%"
+    assert handshake_from_json({"type": "hello", "name": "José"}).get("name") == "José"
+    assert handshake_from_json({"type": "hello", "name": "Josè"}).get("name") == "Josè"
 
 
 @given(st.binary(max_size=400))
@@ -58,6 +93,10 @@ def test_any_bytes_parse_or_fail_cleanly(tail):
     (b"heartbeat/1 name=", "bad value for name"),
     (b"heartbeat/1 name=a name=b", "name given twice"),
     (b"heartbeat/1 name=\xc3\xa9", "bad value for name"),
+    (b"heartbeat/1 name=50%", "bad value for name"),
+    (b"heartbeat/1 name=%zz", "bad value for name"),
+    (b"heartbeat/1 name=%C3", "bad value for name"),
+    (b"heartbeat/1 name=" + b"%41" * 257, "bad value for name"),
     (b"heartbeat/1 " + b" ".join(b"k%d" % n for n in range(33)), "more than 32"),
 ])
 def test_malformed_lines_say_how(line, why):
@@ -78,6 +117,8 @@ def test_json_members_are_the_same_fields_in_camel_case():
         handshake_from_json({"type": "hello", "name": ["a"]})
     with pytest.raises(HandshakeError):
         handshake_from_json({"type": "hello", "name": "two words"})
+    with pytest.raises(HandshakeError, match="bad value for name"):
+        handshake_from_json({"type": "hello", "name": "lone \ud800"})
 
 
 # The line server
@@ -103,6 +144,45 @@ def test_server_answers_with_id_timing_and_name(clock):
         b"pong 7\nhi\n"
     )
     assert protocol.heartbeatName == "alice"
+
+
+def test_a_name_beyond_ascii_is_granted_as_it_was_given(clock):
+    """José and Josè are two names, each granted as given and answered in
+    the line's encoding."""
+    factory = make(clock)
+    jose, transport = connect(factory)
+    jose.dataReceived(b"heartbeat/1 name=Jos%C3%A9\n")
+    assert take(transport).endswith(b" name=Jos%C3%A9\n")
+    other, transport = connect(factory)
+    other.dataReceived(b"heartbeat/1 name=Jos%C3%A8\n")
+    assert take(transport).endswith(b" name=Jos%C3%A8\n")
+    assert (jose.heartbeatName, other.heartbeatName) == ("José", "Josè")
+
+
+@pytest.mark.parametrize("asked, why", [
+    (b"a#b", "'#' is kept for connection keys"),
+    (b"two%20words", "no spaces"),
+    (b"line%0Abreak", "control"),
+    (b"in%E2%80%8Bvisible", "invisible"),
+    (b"x" * 257, "1 to 256 bytes"),
+])
+def test_a_name_against_the_rule_is_not_granted(clock, asked, why):
+    """A name the rule refuses is not granted: the answer has no name, the
+    connection is served under its key, and the log says why."""
+    from twisted.logger import globalLogPublisher, formatEvent
+
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        factory = make(clock)
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"heartbeat/1 name=" + asked + b"\n")
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    answer = take(transport)
+    assert answer.startswith(b"heartbeat/1 id=1 ") and b"name=" not in answer
+    assert protocol.heartbeatName is None and protocol.heartbeatPresent
+    assert [text for text in map(formatEvent, logged) if "not granted" in text and why in text]
 
 
 def test_only_the_first_line_is_a_handshake(clock):
@@ -203,18 +283,6 @@ class NegotiatingBrowser(Browser):
         self.sendMessage(json.dumps(self.hello).encode())
 
 
-def open_page(clock, factory, page=Browser, protocols=()):
-    client = WebSocketClientFactory("ws://127.0.0.1/", protocols=list(protocols))
-    client.protocol = page
-    browser = client.buildProtocol(None)
-    server = factory.buildProtocol(None)
-    pump = iosim.connect(
-        server, iosim.makeFakeServer(server), browser, iosim.makeFakeClient(browser),
-        clock=clock,
-    )
-    return server, browser, pump
-
-
 def hellos(browser):
     return [json.loads(m) for m in browser.messages
             if isinstance(m, str) and '"hello"' in m]
@@ -224,7 +292,7 @@ def test_a_page_that_offers_the_subprotocol_gets_its_hello_answered(clock):
     """The server picks heartbeat.v1 and sends its one hello in answer to
     the page's, with the page's name and the line answer's fields."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
     assert browser.websocket_protocol_in_use == SUBPROTOCOL
     assert hellos(browser) == [{
         "type": "hello", "id": 1, "interval": 1, "timeout": 3,
@@ -239,7 +307,7 @@ def test_a_page_that_does_not_offer_it_is_greeted_as_before(clock):
     """Without the subprotocol, the page gets the hello at admission, as
     pages always did, and its own hello changes nothing."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser)
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser)
     assert browser.websocket_protocol_in_use is None
     assert hellos(browser) == [
         {"type": "hello", "interval": 1.0, "timeout": 3.0, "pongTimeout": 5,
@@ -248,12 +316,54 @@ def test_a_page_that_does_not_offer_it_is_greeted_as_before(clock):
     goodbye(pump)
 
 
+def test_a_page_named_beyond_ascii_keeps_its_name(clock):
+    """A page whose hello names it José is José in presence and in the
+    answer, not Jos?."""
+    class Jose(NegotiatingBrowser):
+        hello = {"type": "hello", "name": "José"}
+
+    hub, factory = make_server(clock)
+    server, browser, pump = open_browser(clock, factory, Jose, [SUBPROTOCOL])
+    assert server.heartbeatName == "José"
+    assert hellos(browser)[0]["name"] == "José"
+    goodbye(pump)
+
+
+def test_a_page_hears_its_answer_before_any_broadcast(clock):
+    """A page that offers heartbeat.v1 hears nothing broadcast before the
+    answer to its hello, then what it missed, in order; a page that does
+    not offer it hears broadcasts from admission, as it will send no
+    hello."""
+    from heartbeat import BroadcastServerProtocol
+    from heartbeat._server.websocket import BroadcastWebSocketServerProtocol
+
+    class Slow(Browser):
+        """A page that offers the subprotocol and says hello when told."""
+
+    hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
+    hub.protocol = BroadcastServerProtocol
+    line, _ = connect(hub)
+    line.dataReceived(b"pong\n")
+    server, page, pump = open_browser(clock, factory, Slow, [SUBPROTOCOL])
+    plain, plainPage, plainPump = open_browser(clock, factory)
+    line.dataReceived(b"first\nsecond\n")
+    pump.flush()
+    plainPump.flush()
+    assert page.messages == []
+    assert plainPage.app() == ["first", "second"]
+    page.sendMessage(json.dumps({"type": "hello", "name": "slow"}).encode())
+    pump.flush()
+    assert [json.loads(page.messages[0])["name"]] == ["slow"]
+    assert page.messages[1:] == ["first", "second"]
+    goodbye(pump, plainPump)
+
+
 def test_a_malformed_hello_closes_the_page(clock):
     """A page whose hello breaks the grammar is closed with 4007."""
     class BadPage(NegotiatingBrowser):
         hello = {"type": "hello", "name": "two words"}
 
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, BadPage, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, BadPage, [SUBPROTOCOL])
     pump.flush()
     assert browser.closed == (4007, "bad handshake")

@@ -130,6 +130,9 @@ def test_broadcast_to_a_slow_reader_spares_everyone_else(clock):
     writer, tw = connect(factory, HalfCloseTransport())
     fast, tf = connect(factory, HalfCloseTransport())
     slow, ts = connect(factory, HalfCloseTransport())
+    # Their first lines settle them: they hear broadcasts from then on.
+    fast.dataReceived(b"pong\n")
+    slow.dataReceived(b"pong\n")
     ts.producer.pauseProducing()
     for n in range(100):
         writer.dataReceived(b"line %03d %s\n" % (n, b"z" * 90))
@@ -355,7 +358,7 @@ def test_broadcast_skips_connections_yet_to_authenticate(clock):
     factory = HeartbeatServerFactory(clock=clock, authToken=b"s3cret")
     factory.protocol = BroadcastServerProtocol
     member, tm = connect(factory, HalfCloseTransport())
-    member.dataReceived(b"auth s3cret\n")
+    member.dataReceived(b"auth s3cret\npong\n")
     stranger, tx = connect(factory, HalfCloseTransport())
     other, to = connect(factory, HalfCloseTransport())
     other.dataReceived(b"auth s3cret\nnews\n")

@@ -87,6 +87,10 @@ def slow_reader_growth(cap: str, megabytes: int = 40, websocket: bool = False):
             slow = socket.socket()
             slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             slow.connect(("127.0.0.1", slowPort))
+            # Its first line settles it, so that broadcasts are written to
+            # it (rather than held for its handshake); then it reads no more.
+            slow.sendall(b"ping settled\n")
+            assert slow.recv(64) == b"pong settled\n"
         writer = Peer(port)
         writer.send(b"ping sync\n")
         assert writer.readline() == b"pong sync"

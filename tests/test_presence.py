@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from heartbeat import HeartbeatServerFactory
 from heartbeat._cluster.identity import (
     ConnectionKey,
+    check_name,
     check_node_id,
     connection_key,
     new_incarnation,
@@ -20,8 +21,8 @@ from heartbeat._cluster.interface import PresentConnection
 from heartbeat._framing.handshake import SUBPROTOCOL
 
 from .helpers import connect, lose, take
-from .test_handshake import NegotiatingBrowser, open_page
-from .test_websocket import goodbye, make_server
+from .test_handshake import NegotiatingBrowser
+from .test_websocket import goodbye, make_server, open_browser
 
 case = SynchronousTestCase()
 result = case.successResultOf
@@ -108,6 +109,56 @@ def test_an_unnamed_connection_joins_under_its_key_after_the_wait(clock):
     lose(silent)
     lose(talker)
     assert result(factory.onlineCount()) == 0
+
+
+def held_by(owner):
+    """What C{owner}'s own state holds: its attributes, and what is in the
+    lists, sets, dictionaries and tuples among them."""
+    held, todo = [], list(vars(owner).values())
+    while todo:
+        value = todo.pop()
+        held.append(value)
+        if isinstance(value, dict):
+            todo += list(value.keys()) + list(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)) or type(value).__name__ == "deque":
+            todo += list(value)
+    return held
+
+
+def test_connections_that_come_and_go_are_not_kept_for_their_wait(clock):
+    """Connections that close before their handshake wait is over are not
+    held by the server until it is: a churn of short connections keeps
+    no more of them than are open."""
+    factory = make(clock, maxConnections=5)
+    quiet, _ = connect(factory)
+    gone = []
+    for _ in range(50):
+        protocol, _ = connect(factory)
+        gone.append(protocol)
+        lose(protocol)
+    kept = held_by(factory)
+    assert [protocol for protocol in gone if any(protocol is h for h in kept)] == []
+    assert any(quiet is h for h in kept)
+    lose(quiet)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_restarted_server_forgets_who_was_waiting(clock):
+    """A factory stopped while connections waited for their handshake, and
+    started again, times the new ones' waits as if it were new: its timer
+    goes once they are settled."""
+    factory = make(clock, heartbeatInterval=None, heartbeatTimeout=None)
+    factory.summaryInterval = 0
+    factory.startFactory()
+    old = [connect(factory)[0], connect(factory)[0]]
+    factory.stopFactory()
+    factory.startFactory()
+    fresh, _ = connect(factory)
+    fresh.dataReceived(b"heartbeat/1 name=fresh\n")
+    assert fresh.heartbeatPresent
+    assert clock.getDelayedCalls() == []
+    for protocol in old + [fresh]:
+        lose(protocol)
 
 
 def test_a_late_or_reserved_name_is_not_granted(clock):
@@ -219,13 +270,43 @@ def test_names_are_listed_a_page_at_a_time(clock):
 def test_a_page_names_itself_and_can_be_disconnected(clock):
     """A page's hello names it in presence; disconnect closes it with 4002."""
     hub, factory = make_server(clock)
-    server, browser, pump = open_page(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
+    server, browser, pump = open_browser(clock, factory, NegotiatingBrowser, [SUBPROTOCOL])
     assert result(hub.isOnline("dave")) is True
     assert result(hub.disconnect("dave")) == 1
     pump.flush()
     assert browser.closed == (4002, "disconnected by server")
     assert result(hub.isOnline("dave")) is False
     goodbye(pump)
+
+
+@pytest.mark.parametrize("name", [
+    "alice", "José", "Josè", "\U0001f642", "a" * 256, "é" * 128, "50%", "a/b:c",
+])
+def test_names_that_may_be_given(name):
+    """Names of any script, up to 256 bytes, are names."""
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name, why", [
+    ("", "1 to 256 bytes"),
+    ("a" * 257, "1 to 256 bytes"),
+    ("é" * 129, "1 to 256 bytes"),
+    ("a b", "spaces"),
+    ("a\u00a0b", "spaces"),
+    ("a\nb", "control"),
+    ("a\tb", "control"),
+    ("a\x7fb", "control"),
+    ("a\u2028b", "spaces"),
+    ("a\u200bb", "invisible"),
+    ("a\u202eb", "invisible"),
+    ("a#b", "'#'"),
+    ("a\ud800", "UTF-8"),
+])
+def test_names_that_may_not(name, why):
+    """A name that could break a frame, pass for another, or not be
+    encoded is refused with the reason."""
+    with pytest.raises(ValueError, match=why):
+        check_name(name)
 
 
 def test_node_ids_are_checked():

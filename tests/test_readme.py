@@ -8,6 +8,7 @@ C{.venv/bin/} for this environment's; nothing else is changed but where a
 test says so.
 """
 
+import json
 import os
 import re
 import shlex
@@ -21,14 +22,15 @@ from urllib.request import urlopen
 
 import pytest
 
+from .apiclient import Api
 from .certificates import make_certificate
 from .conftest import NODE_MODULES
-from .processes import ENV, ROOT, LoggedProcess, Peer, free_port, wait_for
+from .processes import ENV, ROOT, LoggedProcess, Peer, accepting, free_port, wait_for
 
 README = (ROOT / "README.rst").read_text()
 BIN = Path(sys.executable).parent
 # Every port the README's examples listen on or talk to.
-README_PORTS = (1234, 1235, 1236, 1237, 1238, 1239, 8080, 8081)
+README_PORTS = (1234, 1235, 1236, 1237, 1238, 1239, 1240, 8080, 8081, 8082)
 
 
 def python_blocks():
@@ -110,11 +112,7 @@ class Program:
 def listening(port, program):
     def up():
         assert program.process.poll() is None, program.stdout() + program.stderr()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
+        return accepting(port)
 
     wait_for(up, 30, what=f"port {port}")
 
@@ -359,3 +357,74 @@ def test_the_cluster_commands_start_two_nodes_that_share_lines(redis, tmp_path):
     finally:
         for process in started:
             process.stop()
+
+
+def gateway_commands():
+    block = re.search(r"keep them so\)::\n\n((?:    .*\n)+)", README).group(1)
+    return [line.strip() for line in block.splitlines()]
+
+
+def curl_examples():
+    """Each curl command of the push API's example, with the answer the
+    README shows for it."""
+    block = literal_block("$ curl ")
+    lines = block.splitlines()
+    return [(lines[i][2:], json.loads(lines[i + 1])) for i in range(0, len(lines), 2)]
+
+
+def same_shape(answer, expected):
+    """C{answer} is C{expected} but for what differs from run to run: the
+    node, the connection's key and when it was admitted."""
+    def masked(value):
+        if isinstance(value, dict):
+            return {key: "*" if key in ("node", "connection", "since") else masked(item)
+                    for key, item in value.items()}
+        if isinstance(value, list):
+            return [masked(item) for item in value]
+        return value
+
+    return masked(answer) == masked(expected)
+
+
+def test_the_push_gateway_example_runs_as_written(tmp_path, ports):
+    """The Verified names section, as a user follows it: the key and token
+    files made by its commands, the server started, a token minted by the
+    five-line example, the client connected with it as alice (verified),
+    and each curl example answering what the README shows, in order, with
+    alice printing the lines sent to her."""
+    commands = gateway_commands()
+    for command in commands[:2]:
+        assert subprocess.run(["bash", "-c", command], cwd=tmp_path).returncode == 0
+    server = Program(shlex.split(localized(commands[2].split(" && ")[-1], ports)), tmp_path)
+    client = None
+    try:
+        listening(ports[1240], server)
+        listening(ports[8082], server)
+        minted = python_program(python_blocks()[4], tmp_path, "mint.py")
+        assert minted.process.wait(30) == 0, minted.stderr()
+        (tmp_path / "alice.token").write_text(minted.stdout())
+        [command] = [c for c in client_commands() if "alice.token" in c]
+        client = Program(shlex.split(localized(command, ports)), tmp_path, stdin=True)
+        token = (tmp_path / "api.token").read_text().strip()
+        api = Api(ports[8082], token)
+        wait_for(lambda: api.call("GET", "/presence/alice")[1]["online"], what="alice")
+        env = dict(ENV, TOKEN=token)
+        for command, expected in curl_examples():
+            result = subprocess.run(["bash", "-c", localized(command, ports)], cwd=tmp_path,
+                                    env=env, capture_output=True, text=True, timeout=30)
+            assert same_shape(json.loads(result.stdout), expected), (command, result.stdout)
+        client.printed("your order shipped\nmaintenance at noon\n")
+        client.printed("server closed the connection: disconnected by server", "stderr")
+    finally:
+        if client is not None:
+            client.stop()
+        server.stop()
+
+
+def test_the_api_table_is_the_api_description():
+    """The README's table of the API's operations is the one rendered from
+    heartbeat/web/openapi.json, which the server serves and the fuzzing
+    tests use: the documentation cannot drift from the API."""
+    from .openapi_doc import operations_table
+
+    assert operations_table() in README

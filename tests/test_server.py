@@ -32,14 +32,78 @@ def test_echo_is_the_default(clock):
     assert tb.value() == b""
 
 
+def settled(factory, name):
+    """A connection that has named itself, its answer read."""
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"heartbeat/1 name=%s\n" % name.encode())
+    assert take(transport).startswith(b"heartbeat/1 ")
+    return protocol, transport
+
+
 def test_broadcast_reaches_everyone_else(clock):
     """With the broadcast protocol a line goes to every other connection."""
     factory = make_factory(clock)
     factory.protocol = BroadcastServerProtocol
-    peers = [connect(factory) for _ in range(4)]
+    peers = [settled(factory, "p%d" % n) for n in range(4)]
     peers[0][0].dataReceived(b"news\n")
     assert [t.value() for _, t in peers] == [b""] + [b"news\n"] * 3
     assert successResultOf(factory.broadcast(b"all")) == 4
+
+
+def test_the_handshake_answer_comes_before_any_broadcast(clock):
+    """A client hears the answer to its handshake first, then what was
+    broadcast while its handshake was on its way, in order, nothing
+    lost: a chatty neighbour cannot make it take a broadcast for the
+    answer."""
+    factory = make_factory(clock)
+    factory.protocol = BroadcastServerProtocol
+    chatty, _ = settled(factory, "chatty")
+    newcomer, transport = connect(factory)
+    chatty.dataReceived(b"one\ntwo\n")
+    assert transport.value() == b""
+    newcomer.dataReceived(b"heartbeat/1 name=new\n")
+    answer, *rest = transport.value().split(b"\n")
+    assert answer.startswith(b"heartbeat/1 id=2 ") and answer.endswith(b" name=new")
+    assert rest == [b"one", b"two", b""]
+    chatty.dataReceived(b"three\n")
+    assert transport.value().endswith(b"two\nthree\n")
+
+
+def test_a_peer_that_never_negotiates_hears_what_it_missed_after_the_wait(clock):
+    """A peer that says nothing (nc) hears the broadcasts of its first two
+    seconds when the handshake wait is over, in order; one that talks first
+    hears them before its own line is served."""
+    factory = make_factory(clock, heartbeatInterval=5.0, heartbeatTimeout=11.0)
+    factory.protocol = BroadcastServerProtocol
+    chatty, _ = settled(factory, "chatty")
+    silent, silentTransport = connect(factory)
+    talker, talkerTransport = connect(factory)
+    chatty.dataReceived(b"early\n")
+    talker.dataReceived(b"hi\n")
+    assert talkerTransport.value() == b"early\n"
+    clock.advance(factory.handshakeWait - 0.01)
+    assert silentTransport.value() == b""
+    clock.advance(0.02)
+    assert silentTransport.value() == b"early\nhi\n"
+
+
+def test_more_held_than_the_write_cap_drops_the_peer(clock):
+    """A peer for which more than its write cap of broadcasts waits (it
+    never negotiates, and the others are loud) is dropped as one that
+    does not read; the others carry on."""
+    factory = make_factory(clock, maxWriteBuffer=100)
+    factory.protocol = BroadcastServerProtocol
+    loud, _ = settled(factory, "loud")
+    listener, listenerTransport = settled(factory, "listener")
+    mute, muteTransport = connect(factory)
+    with capturedLogs() as events:
+        for n in range(6):
+            loud.dataReceived(b"%018d\n" % n)
+    assert muteTransport.disconnecting or muteTransport.disconnected
+    assert muteTransport.value() == b""
+    assert listenerTransport.value().count(b"\n") == 6
+    assert [e for e in events if "bytes of broadcasts wait" in e["log_format"]]
+    assert not mute.heartbeatAdmitted
 
 
 def test_heartbeat_settings_come_from_the_factory(clock):

@@ -67,10 +67,11 @@ def make_server(clock, protocol=None, **kwargs):
     return hub, factory
 
 
-def open_browser(clock, factory):
-    """Connect a Browser to C{factory} in memory; return both ends and the pump."""
-    client = WebSocketClientFactory("ws://127.0.0.1/")
-    client.protocol = Browser
+def open_browser(clock, factory, page=None, protocols=()):
+    """Connect a Browser (or C{page}, offering C{protocols}) to C{factory} in
+    memory; return both ends and the pump."""
+    client = WebSocketClientFactory("ws://127.0.0.1/", protocols=list(protocols))
+    client.protocol = page or Browser
     browser = client.buildProtocol(None)
     server = factory.buildProtocol(None)
     pump = iosim.connect(
@@ -112,7 +113,10 @@ def test_app_heartbeats_parse_and_others_do_not():
 def test_mixin_works_on_plain_autobahn_protocols(clock):
     """Users' own Autobahn protocols get heartbeats by mixing in: peers that
     answer stay, one that falls silent gets a close frame at the timeout."""
-    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.twisted.websocket import (
+        WebSocketServerFactory,
+        WebSocketServerProtocol,
+    )
 
     from heartbeat.websocket import WebSocketHeartbeat
 
@@ -274,6 +278,8 @@ def test_broadcast_joins_line_and_websocket_peers(clock):
     hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
     hub.protocol = BroadcastServerProtocol
     line, transport = connect(hub)
+    # Its first line settles it: it hears broadcasts from then on.
+    line.dataReceived(b"pong\n")
     server, browser, pump = open_browser(clock, factory)
     other, otherBrowser, otherPump = open_browser(clock, factory)
     browser.sendMessage(b"from the page")
@@ -451,6 +457,7 @@ def test_binary_stays_binary_through_a_broadcast(clock):
     hub, factory = make_server(clock, protocol=BroadcastWebSocketServerProtocol)
     hub.protocol = BroadcastServerProtocol
     line, transport = connect(hub)
+    line.dataReceived(b"pong\n")
     sender, senderBrowser, senderPump = open_browser(clock, factory)
     server, browser, pump = open_browser(clock, factory)
     senderBrowser.sendMessage(b"caf\xc3\xa9", isBinary=True)
@@ -591,6 +598,7 @@ def test_close_codes_are_the_same_in_heartbeat_js():
     codes = dict(re.findall(r"^const ([A-Z_]+) = (\d+);", source, re.M))
     assert codes["HEARTBEAT_TIMEOUT"] == str(_websocket.HEARTBEAT_TIMEOUT)
     assert codes["UNAUTHORIZED"] == str(_websocket.UNAUTHORIZED_CODE)
+    assert codes["TOKEN_EXPIRED"] == str(_websocket.TOKEN_EXPIRED_CODE)
     assert codes["TRY_AGAIN_LATER"] == str(_websocket.TRY_AGAIN_LATER)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random as _random
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from .._core.backoff import backoff_delay
 from .._core.protocol import default_clock, peer_name
-from .._framing.line import SERVER_FULL, UNAUTHORIZED
+from .._framing.line import SERVER_FULL, TOKEN_EXPIRED, UNAUTHORIZED
 from .connector import EndpointConnector
 from .protocol import HeartbeatClientProtocol
 from .timing import (
@@ -31,7 +31,8 @@ from .timing import (
 class ServerRefused(Exception):
     """
     The server closed the connection with C{error <reason>}, and trying
-    again would not help (C{unauthorized}).
+    again would not help (C{unauthorized}, or C{token expired} when the
+    factory has no way to make a fresh token).
     """
 
     def __init__(self, reason: bytes) -> None:
@@ -66,7 +67,10 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     @ivar fullJitter: C{False} waits the whole cap each time (for tests
         that compare a crowd's return with and without jitter).
     @ivar authToken: sent as C{auth <token>}, the first line of every
-        connection, for a server that requires it.
+        connection, for a server that requires it: bytes, or a callable
+        returning them, called for each connection and, when the server
+        says when its token expires, for a fresh one before then (see
+        L{heartbeat._client.refresh}).
     @ivar name: the name this client gives itself in its handshake, by
         which the server's presence knows it; C{None}: none.
     @ivar heartbeatInterval: seconds of the server's silence before a ping.
@@ -96,7 +100,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     heartbeatTimeout: Optional[float] = DEFAULT_TIMEOUT
     heartbeatPongTimeout: Optional[float] = DEFAULT_PONG_TIMEOUT
     maxLineLength: int = DEFAULT_LINE_LENGTH
-    authToken: Optional[bytes] = None
+    authToken: Union[None, bytes, Callable[[], bytes]] = None
     name: Optional[str] = None
 
     def __init__(
@@ -255,7 +259,11 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
                 "server closed the connection: {reason}",
                 reason=serverError.decode("ascii", "replace"),
             )
-            if serverError == UNAUTHORIZED:
+            # Trying again would not help, nor would the same token again
+            # once it expired.
+            if serverError == UNAUTHORIZED or (
+                serverError == TOKEN_EXPIRED and not callable(self.authToken)
+            ):
                 self._giveUp(Failure(ServerRefused(serverError)))
                 return
         elif self._stoppedCleanly:

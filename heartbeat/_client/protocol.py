@@ -18,6 +18,7 @@ from .._framing.handshake import (
     parse_handshake,
 )
 from .._framing.line import AUTH, ERROR, HeartbeatLineProtocol
+from .refresh import TokenRefresh, current_token
 from .timing import follow_server
 
 
@@ -33,7 +34,9 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
 
     The connection takes its timing and line limit from its factory, then
     from the server's answer to its handshake (see
-    L{heartbeat._client.timing}).
+    L{heartbeat._client.timing}).  A server that says when the token
+    expires is sent a fresh one in time, when the factory's C{authToken}
+    is a callable (see L{heartbeat._client.refresh}).
 
     @ivar heartbeatServerHandshake: the server's answer to the handshake
         (L{Handshake}), or C{None} from a server that did not answer it.
@@ -43,6 +46,7 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
     _healthy = False
     _heldError: Optional[bytes] = None
     _handshakeSent = b""
+    _tokenRefresh: Optional[TokenRefresh] = None
     heartbeatServerHandshake: Optional[Handshake] = None
 
     def connectionMade(self) -> None:
@@ -54,7 +58,13 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         super().connectionMade()
         factory.clientConnectionMade(self)
         if factory.authToken is not None:
-            self.sendLine(AUTH + b" " + factory.authToken)
+            token = current_token(factory)
+            if token is None:
+                # Tried again after the backoff, as a connection that failed.
+                self.transport.loseConnection()
+                return
+            self.sendLine(AUTH + b" " + token)
+            self._tokenRefresh = TokenRefresh(factory, self.sendLine)
         self._handshakeSent = format_handshake(factory.handshakeFields())
         self.sendLine(self._handshakeSent)
         self.heartbeatPing()
@@ -76,6 +86,11 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
             self.factory.clientConnectionHealthy(self)
             if answered:
                 return
+        refresh = self._tokenRefresh
+        if refresh is not None and refresh.pending and is_handshake(line):
+            # The answer to a fresh token: the time it has.
+            self._readAnswer(line.rstrip(b"\r"))
+            return
         super().lineReceived(line)
 
     def _readAnswer(self, line: bytes) -> bool:
@@ -95,9 +110,14 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
                 self.log.warn("the server's handshake is malformed: {why}", why=e)
             else:
                 follow_server(self, answer)
+                if self._tokenRefresh is not None:
+                    self._tokenRefresh.expiresIn(answer.number("expires"))
         return True
 
     def connectionLost(self, reason: Failure) -> None:
+        if self._tokenRefresh is not None:
+            self._tokenRefresh.cancel()
+            self._tokenRefresh = None
         held = self._heldError
         if held is not None:
             self._heldError = None

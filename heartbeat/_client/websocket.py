@@ -20,6 +20,7 @@ from .._framing.handshake import (
 from .._framing.line import AUTH
 from .._framing.websocket import OPEN, WebSocketHeartbeat, timers_on
 from .factory import HeartbeatClientFactory
+from .refresh import TokenRefresh, current_token
 from .timing import follow_server
 
 
@@ -47,11 +48,19 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
     def heartbeatSettings(self) -> HeartbeatClientFactory:
         return self.factory  # type: ignore[no-any-return]
 
+    _tokenRefresh: Optional[TokenRefresh] = None
+
     def onOpen(self) -> None:
         factory = self.factory
         factory.clientConnectionMade(self)
         if factory.authToken is not None:
-            self.sendMessage(AUTH + b" " + factory.authToken)
+            token = current_token(factory)
+            if token is None:
+                # Tried again after the backoff, as a connection that failed.
+                self.sendClose(1000)
+                return
+            self.sendMessage(AUTH + b" " + token)
+            self._tokenRefresh = TokenRefresh(factory, self.sendMessage)
         if self.websocket_protocol_in_use == SUBPROTOCOL:
             self.sendControlMessage("hello", **factory.handshakeFields())
         self.heartbeatPing()
@@ -66,6 +75,9 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         else:
             follow_server(self, answer)
             self.setMessageLimit(self.maxLineLength)
+            # The first hello, or the answer to a fresh token.
+            if self._tokenRefresh is not None:
+                self._tokenRefresh.expiresIn(answer.number("expires"))
 
     def onPing(self, payload: bytes) -> None:
         self._heard()
@@ -80,6 +92,9 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         super().onMessage(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        if self._tokenRefresh is not None:
+            self._tokenRefresh.cancel()
+            self._tokenRefresh = None
         # The server's close reason means what its 'error' line would mean
         # to a line client: 'server full' waits long, the rest retry.
         if wasClean and not self.closedByMe and reason:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from .._core.protocol import peer_name
 from .identity import (
+    check_node_id,
     connection_key,
     default_node_id,
     new_incarnation,
@@ -38,6 +39,18 @@ CLOSED = "closed"
 TIMEOUT = "timeout"
 NODE_DIED = "node died"
 REASONS = (CLOSED, TIMEOUT, NODE_DIED)
+
+
+def check_line(line: bytes) -> bytes:
+    """
+    @raise ValueError: C{line} holds a newline, which a line peer could
+        not receive whole: refused before any connection gets any of it.
+    """
+    if b"\n" in line:
+        raise ValueError(
+            "a line sent through the cluster must not contain a newline (b'\\n')"
+        )
+    return line
 
 
 class ClusterUnavailable(Exception):
@@ -54,14 +67,18 @@ class Member(Protocol):
     framing is one.
 
     @ivar heartbeatConnectionId: its number on this node, never reused.
-    @ivar heartbeatName: the name it gave itself, or C{None}.
+    @ivar heartbeatName: its name, or C{None}.
+    @ivar heartbeatVerified: whether a token the server verified gave it
+        its name, rather than the client claiming it.
     @ivar heartbeatSince: the clock's time it was admitted.
     @ivar heartbeatPresent: whether it is in presence now.
-    @ivar heartbeatAdmitted: whether it hears broadcasts.
+    @ivar heartbeatAdmitted: whether it hears broadcasts (at once once it
+        is in presence; until then, held for it: see L{heartbeatHear}).
     """
 
     heartbeatConnectionId: int
     heartbeatName: Optional[str]
+    heartbeatVerified: bool
     heartbeatSince: float
     heartbeatPresent: bool
     heartbeatAdmitted: bool
@@ -70,6 +87,13 @@ class Member(Protocol):
 
     def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
         ...
+
+    def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
+        """
+        A broadcast for this connection: sent now, or held until its
+        presence is settled, so that the answer to its handshake is the
+        first thing it hears.
+        """
 
     def heartbeatDisconnect(self) -> None:
         """
@@ -102,11 +126,14 @@ class PresentConnection(NamedTuple):
     @ivar connection: its cluster-wide key (see L{heartbeat._cluster.identity}).
     @ivar since: when it was admitted, in seconds since the epoch by its
         node's clock.
+    @ivar verified: whether its name was proved by a token the server
+        verified (C{--jwt-key-file}), rather than claimed by the client.
     """
 
     node: str
     connection: str
     since: float
+    verified: bool = False
 
 
 class NodeInfo(NamedTuple):
@@ -138,7 +165,10 @@ class Cluster:
     log = Logger()
 
     def __init__(self, nodeId: Optional[str] = None) -> None:
-        self.nodeId = nodeId if nodeId is not None else default_node_id()
+        """
+        @raise ValueError: C{nodeId} cannot be a node id.
+        """
+        self.nodeId = check_node_id(nodeId) if nodeId is not None else default_node_id()
         self.incarnation = new_incarnation()
         self.messagesSent = 0
         self.messagesReceived = 0
@@ -254,6 +284,7 @@ class Cluster:
             "node": self.nodeId,
             "connection": self.keyOf(member),
             "since": member.heartbeatSince,
+            "verified": member.heartbeatVerified,
             "rtt": member.heartbeatSmoothedRtt,
             "transport": member.heartbeatFraming,
             "peer": peer_name(member),
@@ -268,7 +299,7 @@ class Cluster:
     def deliverLocally(self, name: str, line: bytes, isBinary: Optional[bool]) -> int:
         members = self.localMembers(name)
         for member in members:
-            member.sendMessage(line, isBinary)
+            self._deliver(member.sendMessage, member, line, isBinary)
         return len(members)
 
     def broadcastLocally(
@@ -278,9 +309,18 @@ class Cluster:
         if self.node is not None:
             for member in list(self.node.clusterMembers()):
                 if member is not exclude and member.heartbeatAdmitted:
-                    member.sendMessage(line, isBinary)
+                    self._deliver(member.heartbeatHear, member, line, isBinary)
                     sent += 1
         return sent
+
+    def _deliver(self, send, member: Member, line: bytes, isBinary: Optional[bool]) -> None:
+        # One connection's failure (a bug in its protocol) must not keep
+        # the line from the others, nor reach whoever handed it over (the
+        # Redis client, for a line from another node).
+        try:
+            send(line, isBinary)
+        except Exception:
+            self.log.failure("sending a line to {peer} raised", peer=peer_name(member))
 
     def disconnectLocally(self, name: str) -> int:
         members = self.localMembers(name)
@@ -355,6 +395,8 @@ class Cluster:
         Send C{line} to every admitted connection of the cluster but
         C{exclude}.  This node's connections get it at once.
 
+        @raise ValueError: C{line} holds a newline (see L{check_line}).
+
         @return: a L{Deferred} firing with how many of this node's
             connections got it, once the rest of the cluster has it too;
             failing with L{ClusterUnavailable} when it could not be handed
@@ -364,17 +406,24 @@ class Cluster:
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool] = None) -> Deferred:
         """
-        Send C{line} to every connection of C{name}, wherever it is.
+        Send C{line} to every connection of C{name} (a name, or a
+        connection's key), wherever it is.
 
         @return: a L{Deferred} firing with how many connections it was
-            sent to.
+            handed to: this node's that got it, and those that presence
+            records on the other nodes that received it (a node that is
+            dead, or not listening, receives nothing and counts none); a
+            connection that ended a moment before may still be counted.
+            Failing with L{ClusterUnavailable} when other nodes could not
+            be reached.
+        @raise ValueError: C{line} holds a newline (see L{check_line}).
         """
         raise NotImplementedError
 
     def disconnect(self, name: str) -> Deferred:
         """
         Close every connection of C{name}, wherever it is, with C{error
-        disconnected by server}.
+        disconnected by server}.  The count is as L{sendTo}'s.
 
         @return: a L{Deferred} firing with how many connections were told.
         """

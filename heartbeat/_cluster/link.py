@@ -15,6 +15,13 @@ either connection drops the other too, so the link is up or down as a
 whole, and every time it comes back it is subscribed afresh.  While it is
 down, commands fail at once with L{ClusterUnavailable}: nothing waits
 for Redis, and nothing queues.
+
+Each connection is made ready here (C{AUTH}, then C{SELECT} for the
+command connection), not by C{txredisapi}'s pool factory: the link keeps
+one connection of each kind and decides itself when to try again and
+what to say, so that a Redis that refuses this node (a wrong password, a
+database it does not have) is said once, and one that does not answer is
+told from one that refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Callable, List, Optional, Sequence
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,6 +48,9 @@ class RedisLink:
     Keeps a node connected to Redis and subscribed to its channels.
 
     @ivar timeout: seconds a command (or a connection attempt) may take.
+    @ivar keepalive: seconds between pings of the subscribing connection
+        while the link is up; that connection otherwise only listens, and
+        would never notice a Redis that hangs.  C{None}: no pings.
     @ivar maxRetryDelay: the longest wait between connection attempts.
     @ivar onUp: called each time the link comes up, subscribed.
     @ivar onDown: called each time it goes down.
@@ -58,6 +70,7 @@ class RedisLink:
         onDown: Callable[[], None],
         timeout: float,
         reactor,
+        keepalive: Optional[float] = None,
     ) -> None:
         self.address = address
         self.channels = list(channels)
@@ -65,7 +78,9 @@ class RedisLink:
         self.onUp = onUp
         self.onDown = onDown
         self.timeout = timeout
+        self.keepalive = keepalive
         self._reactor = reactor
+        self._pings: Optional[LoopingCall] = None
         self._command: Optional[txredisapi.BaseRedisProtocol] = None
         self._subscriber: Optional[_Subscriber] = None
         self._subscribed = False
@@ -75,6 +90,8 @@ class RedisLink:
         self._downSince: Optional[float] = None
         self._lastReason = "not connected yet"
         self._downCall = None
+        # The timer on SUBSCRIBE's answer (txredisapi gives it none).
+        self._late = None
         self._stopped = False
 
     @property
@@ -88,8 +105,8 @@ class RedisLink:
         self._downSince = self._reactor.seconds()
         self._scheduleDownLog(self.timeout)
         self._slots = [
-            _Slot(self, _Factory(self, txredisapi.RedisProtocol, self.address.db)),
-            _Slot(self, _Factory(self, _Subscriber, None)),
+            _Slot(self, _Factory(self, txredisapi.RedisProtocol)),
+            _Slot(self, _Factory(self, _Subscriber)),
         ]
         for slot in self._slots:
             slot.connect()
@@ -100,6 +117,8 @@ class RedisLink:
         """
         self._stopped = True
         self._cancelDownLog()
+        self._cancelLate()
+        self._stopPings()
         self._up = False
         return gatherResults([slot.stop() for slot in self._slots], consumeErrors=True)
 
@@ -110,7 +129,9 @@ class RedisLink:
 
         @return: a L{Deferred} firing with the reply, or failing with
             L{ClusterUnavailable} when the link is down or the command
-            fails or times out.
+            fails or times out, or with whatever the Redis client raised
+            (an argument it cannot encode): never raising, so that no
+            caller (a looping call) dies of it.
         """
         connection = self._command
         if not self._up or connection is None:
@@ -119,6 +140,8 @@ class RedisLink:
             result = getattr(connection, method)(*args, **kwargs)
         except txredisapi.ConnectionError as e:
             return fail(ClusterUnavailable(f"Redis at {self.address.display}: {e}"))
+        except Exception:
+            return fail()
         return result.addErrback(self._failed)
 
     def script(self, source: str, keys: Sequence, args: Sequence) -> Deferred:
@@ -127,15 +150,17 @@ class RedisLink:
         """
         return self.call("eval", source, list(keys), list(args))
 
-    def pingSubscriber(self) -> Deferred:
-        """
-        Ping the subscribing connection, which otherwise sends nothing and
-        so would never notice a Redis that hangs.
-        """
+    def _ping(self) -> None:
         subscriber = self._subscriber
-        if not self._up or subscriber is None:
-            return fail(ClusterUnavailable(self._unavailable()))
-        return subscriber.execute_command("PING").addErrback(self._failed)
+        if subscriber is not None:
+            # No answer within the timeout aborts the connection, and the
+            # link goes down: nothing more to do with the failure.
+            subscriber.execute_command("PING").addErrback(lambda failure: None)
+
+    def _stopPings(self) -> None:
+        pings, self._pings = self._pings, None
+        if pings is not None and pings.running:
+            pings.stop()
 
     def _failed(self, failure: Failure) -> Failure:
         if failure.check(txredisapi.ResponseError):
@@ -149,20 +174,47 @@ class RedisLink:
 
     # The connections' side
 
-    def connectionReady(self, factory: "_Factory", connection) -> None:
+    def connectionMade(self, connection) -> None:
+        """
+        A connection to Redis is open: authenticate it and choose its
+        database, then put it to use.
+        """
+        if self._stopped:
+            connection.transport.loseConnection()
+            return
+        address = self.address
+        ready: Deferred = succeed(None)
+        if address.password is not None:
+            ready.addCallback(lambda _: _asked(
+                "AUTH", connection.auth(address.password, address.username)))
+        if address.db and not isinstance(connection, _Subscriber):
+            ready.addCallback(lambda _: _asked("SELECT", connection.select(address.db)))
+        ready.addCallbacks(
+            lambda _: self._connectionReady(connection),
+            lambda failure: self._notReady(connection, failure),
+        )
+
+    def _notReady(self, connection, failure: Failure) -> None:
+        why = failure.getErrorMessage()
+        if failure.check(txredisapi.ResponseError):
+            self.refused(why)
+        else:
+            # No answer (a Redis that hangs), or the connection lost.
+            self.connectFailed(why)
+        self._drop(connection, why)
+
+    def _connectionReady(self, connection) -> None:
         if self._stopped:
             connection.transport.loseConnection()
             return
         if isinstance(connection, _Subscriber):
             self._subscriber = connection
-            # SUBSCRIBE has no reply timeout of its own.
-            late = self._reactor.callLater(
+            self._late = self._reactor.callLater(
                 self.timeout, self._drop, connection, "no answer to SUBSCRIBE"
             )
 
             def answered(result):
-                if late.active():
-                    late.cancel()
+                self._cancelLate()
                 return result
 
             connection.subscribe(self.channels).addBoth(answered).addCallbacks(
@@ -178,12 +230,23 @@ class RedisLink:
             self._subscribed = True
             self._maybeUp()
 
+    def _cancelLate(self) -> None:
+        late, self._late = self._late, None
+        if late is not None and late.active():
+            late.cancel()
+
     def _maybeUp(self) -> None:
-        if self._up or self._command is None or not self._subscribed:
+        if self._stopped or self._up or self._command is None or not self._subscribed:
             return
         self._up = True
         self._failures = 0
         self._cancelDownLog()
+        if self.keepalive:
+            self._pings = LoopingCall(self._ping)
+            self._pings.clock = self._reactor
+            self._pings.start(self.keepalive, now=False).addErrback(
+                lambda failure: self.log.failure("pinging Redis stopped", failure)
+            )
         self.log.info(
             "connected to Redis at {address}", address=self.address.display
         )
@@ -195,6 +258,7 @@ class RedisLink:
         elif connection is self._subscriber:
             self._subscriber = None
             self._subscribed = False
+            self._cancelLate()
         else:
             return
         # The two go down together: the other is closed too, and both come
@@ -204,6 +268,7 @@ class RedisLink:
                 other.transport.abortConnection()
         if self._up:
             self._up = False
+            self._stopPings()
             self._downSince = self._reactor.seconds()
             if not self._stopped:
                 self.log.warn(
@@ -269,43 +334,53 @@ class RedisLink:
         self._scheduleDownLog(DOWN_LOG_INTERVAL)
 
 
-class _Factory(txredisapi.RedisFactory):
+def _asked(command: str, reply: Deferred) -> Deferred:
     """
-    Builds one connection of the link; C{txredisapi}'s own pool and its
-    reconnecting service are not used, so that the link decides when to
-    try again and what to log.
+    C{reply} to C{command}, whose refusal says which command was refused.
     """
 
-    def __init__(self, link: RedisLink, protocol: type, db: Optional[int]) -> None:
-        address = link.address
-        super().__init__(
-            address.display,
-            db or None,
-            1,
-            isLazy=True,
-            charset=None,
-            password=address.password,
-            replyTimeout=link.timeout,
-            convertNumbers=False,
-            username=address.username,
-        )
-        self.protocol = protocol
+    def refused(failure: Failure) -> Failure:
+        if failure.check(txredisapi.ResponseError):
+            return Failure(txredisapi.ResponseError(
+                f"{command} refused: {failure.getErrorMessage()}"))
+        return failure
+
+    return reply.addErrback(refused)
+
+
+class _Factory(Factory):
+    """
+    Builds one connection of the link: bytes in and out, replies within
+    the link's timeout on the link's clock.  Not C{txredisapi}'s pool
+    factory, which queues every connection it is given for good and logs
+    each refusal itself.
+    """
+
+    noisy = False
+
+    def __init__(self, link: RedisLink, protocol: type) -> None:
         self.link = link
+        self.protocol = protocol
 
-    def addConnection(self, conn) -> None:
-        # Ready: authenticated, on its database.
-        super().addConnection(conn)
-        if conn in self.pool:
-            self.link.connectionReady(self, conn)
-
-    def connectionError(self, why: str) -> None:
-        super().connectionError(why)
-        self.link.refused(why)
+    def buildProtocol(self, addr):
+        connection = self.protocol(
+            None, replyTimeout=self.link.timeout, convertNumbers=False
+        )
+        connection.factory = self
+        connection.callLater = self.link._reactor.callLater
+        return connection
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern, channel: bytes, message: bytes) -> None:
-        self.factory.link.onMessage(channel, message)
+        # Raised into txredisapi, an error would cut the subscription and
+        # lose the rest of what Redis sent in that read.
+        try:
+            self.factory.link.onMessage(channel, message)
+        except Exception:
+            RedisLink.log.failure(
+                "handling a message on {channel!r} raised", channel=channel
+            )
 
 
 class _Slot:
@@ -331,6 +406,7 @@ class _Slot:
         self._attempt = None
         self.protocol = protocol
         protocol.whenDisconnected().addCallback(self._lost)
+        self.link.connectionMade(protocol)
 
     def _failed(self, failure: Failure) -> None:
         self._attempt = None

@@ -1,27 +1,32 @@
 """
 Node liveness: each node moves its deadline in Redis forward every
-L{NodeLiveness.period} seconds, and removes the nodes whose deadline has
-passed, in the same script.
+L{NodeLiveness.period} seconds, and retires the nodes whose deadline has
+passed, in the same script; their records are then removed a chunk at a
+time (see L{heartbeat._cluster.reaping}).
 
 The deadline is Redis's own C{TIME} plus the node's C{--node-timeout}, so
-the machines' clocks never meet.  A node missed for its timeout is removed
+the machines' clocks never meet.  A node missed for its timeout is retired
 by the first survivor to beat after that (within a period: so within the
 timeout plus a second), once, whichever survivors find it: the script's
-first step takes it out of the set.  A node that finds its own record
-gone (Redis restarted empty, or the node was removed while it was cut
-off) registers again with everything it has.
+first step takes it out of the set.  Time during which no node could beat
+at all (Redis hung, or restarted from its saved data) does not count: see
+L{heartbeat._cluster.scripts}.  A node that finds its own record gone
+(Redis restarted empty, or the node was removed while it was cut off)
+registers again with everything it has.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .scripts import HEARTBEAT
+from .presence import NodeIdInUse
+from .reaping import reap
+from .scripts import HEARTBEAT, REAP_CHUNK
 from .throttle import ThrottledWarning
 
 
@@ -31,6 +36,8 @@ class NodeLiveness:
 
     @ivar period: seconds between beats: a fifth of the node timeout, at
         most one second.
+    @ivar slack: how long no node of the cluster may have beaten before
+        Redis takes it for a stall that does not count (twice the period).
     """
 
     log = Logger()
@@ -39,14 +46,27 @@ class NodeLiveness:
         self.cluster = cluster
         self.nodeTimeout = nodeTimeout
         self.period = min(1.0, nodeTimeout / 5)
+        self.slack = 2 * self.period
         self._loop: Optional[LoopingCall] = None
         self._beating: Optional[Deferred] = None
+        self._registering: Optional[Deferred] = None
+        self._reaping: Optional[Deferred] = None
+        self._inUse = False
         self._warn = ThrottledWarning(
             self.log,
             "node heartbeat into Redis failed: {why} ({unlogged} more since "
             "the last such line)",
             cluster.clock,
         )
+
+    @property
+    def allowance(self) -> float:
+        """
+        What a stall adds to every deadline besides its own length: the
+        time a node takes to reconnect (the link's longest wait between
+        attempts) and beat.
+        """
+        return self.cluster.link.maxRetryDelay + self.period
 
     def start(self) -> None:
         self._loop = LoopingCall(self.beat)
@@ -60,59 +80,90 @@ class NodeLiveness:
             self._loop.stop()
         self._loop = None
 
-    def beat(self) -> Deferred:
+    def beat(self) -> None:
         """
-        One beat: register in full if Redis may disagree with this node,
-        else move the deadline and reap the dead.  Never fails (the loop
-        would stop); a beat still under way is not doubled.
+        One beat: register if Redis may disagree with this node (and no
+        registration is under way), else move the deadline and retire the
+        dead.  Never raises (the loop would stop); a step still under way
+        is not doubled.
         """
         cluster = self.cluster
-        if not cluster.link.up or self._beating is not None:
-            return succeed(None)
-        if cluster.presence.dirty:
-            d = self._register()
-        else:
+        if cluster.stopped or not cluster.link.up:
+            return
+        if cluster.presence.dirty and self._registering is None:
+            self._registering = self._register()
+        elif self._beating is None:
             schema = cluster.schema
-            d = cluster.link.script(
+            self._beating = cluster.link.script(
                 HEARTBEAT,
                 [],
                 [schema.prefix, cluster.nodeId, cluster.incarnation,
-                 repr(self.nodeTimeout), schema.presenceChannel],
-            ).addCallback(self._beaten)
-            # The subscribing connection hears nothing else from Redis.
-            cluster.link.pingSubscriber().addErrback(self._failed)
-        self._beating = d
-        d.addErrback(self._failed)
-        d.addBoth(self._done)
-        return d
+                 repr(self.nodeTimeout), schema.presenceChannel, repr(self.slack),
+                 repr(self.allowance), REAP_CHUNK],
+            ).addCallback(self._beaten).addErrback(self._failed).addBoth(self._beatOver)
+
+    def _beatOver(self, _: object) -> None:
+        self._beating = None
 
     def _register(self) -> Deferred:
+        cluster = self.cluster
+
         def registered(events: int) -> None:
+            if self._inUse:
+                self._inUse = False
+                self.log.info("node id {node} is free again", node=cluster.nodeId)
             self.log.info(
                 "node {node} registered in Redis with {count} connections "
                 "({events} presence changes)",
-                node=self.cluster.nodeId,
-                count=self.cluster.presentCount,
+                node=cluster.nodeId,
+                count=cluster.presentCount,
                 events=events,
             )
 
-        return self.cluster.presence.resync(self.nodeTimeout).addCallback(registered)
+        def failed(failure: Failure) -> None:
+            if not failure.check(NodeIdInUse):
+                self._failed(failure)
+            elif not self._inUse:
+                self._inUse = True
+                self.log.error(
+                    "node id {node} is in use by another process that still "
+                    "beats (give each its own --node-id): serving this node's "
+                    "connections only, out of the cluster, until that one "
+                    "stops beating",
+                    node=cluster.nodeId,
+                )
 
-    def _beaten(self, reply) -> Optional[Deferred]:
-        registered, reaped = reply
-        if reaped:
-            self.log.info("removed {count} dead node(s) from the cluster", count=reaped)
-        if not registered:
-            self.log.warn(
-                "node {node} was missing from Redis (Redis restarted empty, or "
-                "the others took this node for dead); registering again",
-                node=self.cluster.nodeId,
+        def done(_: object) -> None:
+            self._registering = None
+
+        d = cluster.presence.register(self.nodeTimeout, self.slack, self.allowance)
+        return d.addCallbacks(registered, failed).addBoth(done)
+
+    def _beaten(self, reply) -> None:
+        registered, retired, pending = (int(n) for n in reply)
+        cluster = self.cluster
+        if retired:
+            self.log.info(
+                "took {count} node(s) for dead: removing their connections "
+                "from presence", count=retired,
             )
-            return self._register()
-        return None
+        if pending and self._reaping is None:
+            self._reaping = reap(cluster.link, cluster.schema).addCallbacks(
+                lambda _: None, self._failed
+            )
+            self._reaping.addBoth(self._reaped)
+        if not registered:
+            if self._registering is None and not cluster.presence.dirty:
+                self.log.warn(
+                    "node {node} was missing from Redis (Redis restarted "
+                    "empty, or the others took this node for dead); "
+                    "registering again",
+                    node=cluster.nodeId,
+                )
+            cluster.presence.dirty = True
+
+    def _reaped(self, _: object) -> None:
+        self._reaping = None
 
     def _failed(self, failure: Failure) -> None:
         self._warn(why=failure.getErrorMessage())
-
-    def _done(self, result: object) -> None:
-        self._beating = None

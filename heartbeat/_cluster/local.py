@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 
-from .interface import Cluster, Member, NodeInfo, PresentConnection
+from .interface import Cluster, Member, NodeInfo, PresentConnection, check_line
 
 
 class LocalCluster(Cluster):
@@ -33,7 +33,8 @@ class LocalCluster(Cluster):
     def connectionsOf(self, name: str) -> Deferred:
         return succeed(
             [
-                PresentConnection(self.nodeId, self.keyOf(member), member.heartbeatSince)
+                PresentConnection(self.nodeId, self.keyOf(member), member.heartbeatSince,
+                                  member.heartbeatVerified)
                 for member in self.localMembers(name)
             ]
         )
@@ -63,10 +64,10 @@ class LocalCluster(Cluster):
     def broadcast(
         self, line: bytes, exclude: object = None, isBinary: Optional[bool] = None
     ) -> Deferred:
-        return succeed(self.broadcastLocally(line, exclude, isBinary))
+        return succeed(self.broadcastLocally(check_line(line), exclude, isBinary))
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool] = None) -> Deferred:
-        return succeed(self.deliverLocally(name, line, isBinary))
+        return succeed(self.deliverLocally(name, check_line(line), isBinary))
 
     def disconnect(self, name: str) -> Deferred:
         return succeed(self.disconnectLocally(name))

@@ -67,11 +67,14 @@ class RedisCluster(Cluster):
         self.address = address
         self.nodeTimeout = nodeTimeout
         self.schema = schema = Schema(address.db)
+        # An observer hears only the answers to its own questions.
         self._channels = {
-            schema.presenceChannel.encode(): self._presenceReceived,
-            schema.broadcastChannel.encode(): self._broadcastReceived,
             schema.nodeChannel(self.nodeId).encode(): self._nodeMessageReceived,
         }
+        if not observer:
+            self._channels[schema.presenceChannel.encode()] = self._presenceReceived
+            self._channels[schema.broadcastChannel.encode()] = self._broadcastReceived
+        self.liveness = NodeLiveness(self, nodeTimeout)
         self.link = RedisLink(
             address,
             list(self._channels),
@@ -80,9 +83,9 @@ class RedisCluster(Cluster):
             self._linkDown,
             timeout=min(2.0, nodeTimeout / 2),
             reactor=reactor,
+            keepalive=self.liveness.period,
         )
         self.presence = RedisPresence(self, self.link, schema)
-        self.liveness = NodeLiveness(self, nodeTimeout)
         self.router = Router(self, self.link, schema)
         self.stopped = False
 
@@ -110,6 +113,7 @@ class RedisCluster(Cluster):
         """
         self.stopped = True
         self.liveness.stop()
+        self.router.stop()
         if self.link.up and not self.observer:
             d = self.presence.unregister()
             d.addErrback(

@@ -2,9 +2,10 @@
 Lines across nodes, over Redis's publish and subscribe.
 
 A broadcast is published once, on the channel every node listens to; a
-line for a name is published once to each node that holds it, on that
-node's own channel (a script finds them from the name's records), so a
-node that holds no connection of the name never sees the line.  Each
+line for a name (or a connection's key, the name of a connection without
+one) is published once to each other node that holds it, on that node's
+own channel (a script finds them from the name's records), so a node that
+holds no connection of the name never sees the line.  Each
 node publishes over its one command connection: Redis hands its lines on
 in the order it sent them.
 
@@ -28,11 +29,12 @@ from itertools import count
 from typing import Any, Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .identity import parse_connection_key
-from .interface import ClusterUnavailable
+from .identity import is_present_name, parse_connection_key
+from .interface import ClusterUnavailable, check_line
 from .link import RedisLink
 from .scripts import ROUTE, Schema
 from .throttle import ThrottledWarning
@@ -61,42 +63,52 @@ class Router:
             "the last such line)",
             cluster.clock,
         )
+        self._dropped = ThrottledWarning(
+            self.log,
+            "a line from {node} holds a newline, which line peers cannot "
+            "receive whole: not delivered ({unlogged} more since the last "
+            "such line)",
+            cluster.clock,
+        )
 
     # Sending
 
     def broadcast(self, line: bytes, exclude: object, isBinary: Optional[bool]) -> Deferred:
-        local = self.cluster.broadcastLocally(line, exclude, isBinary)
+        local = self.cluster.broadcastLocally(check_line(line), exclude, isBinary)
         message = _FLAGS[isBinary] + self._node + b" " + line
         d = self.link.call("publish", self.schema.broadcastChannel, message)
         return self._counted(d, "broadcast").addCallback(lambda _: local)
 
     def sendTo(self, name: str, line: bytes, isBinary: Optional[bool]) -> Deferred:
-        local = self.cluster.deliverLocally(name, line, isBinary)
-        message = b"S" + _FLAGS[isBinary] + name.encode() + b" " + line
-        return self._route(name, message, "line for a name").addCallback(
-            lambda remote: local + remote
-        )
+        local = self.cluster.deliverLocally(name, check_line(line), isBinary)
+        return self._route(
+            name, b"S" + _FLAGS[isBinary], b" " + line, "line for a name"
+        ).addCallback(lambda remote: local + remote)
 
     def disconnect(self, name: str) -> Deferred:
         local = self.cluster.disconnectLocally(name)
-        return self._route(name, b"D" + name.encode(), "disconnect").addCallback(
+        return self._route(name, b"D", b"", "disconnect").addCallback(
             lambda remote: local + remote
         )
 
-    def _route(self, name: str, message: bytes, what: str) -> Deferred:
+    def _route(self, name: str, kind: bytes, rest: bytes, what: str) -> Deferred:
+        """
+        Publish C{kind NAME rest} to the other nodes that hold C{name}.
+        """
+        if not is_present_name(name):
+            # No one's: and a space or a newline in it would break the
+            # message's frame on the nodes that read it.
+            return succeed(0)
         key = parse_connection_key(name)
-        if key is not None:
-            # A connection's key names its node: no need to look it up.
-            if key.node == self.cluster.nodeId:
-                return succeed(0)
-            d = self.link.call("publish", self.schema.nodeChannel(key.node), message)
-            d.addCallback(lambda receivers: min(receivers, 1))
-        else:
-            d = self.link.script(
-                ROUTE,
-                [self.schema.name(name)],
-                [self.cluster.nodeId, self.schema.nodeChannelPrefix, message],
-            )
+        if key is not None and key.node == self.cluster.nodeId:
+            # A connection of this node: delivered already, if it is here.
+            return succeed(0)
+        d = self.link.script(
+            ROUTE,
+            [self.schema.name(name)],
+            [self.cluster.nodeId, self.schema.nodeChannelPrefix,
+             kind + name.encode() + rest],
+        )
         return self._counted(d, what)
 
     def _counted(self, d: Deferred, what: str) -> Deferred:
@@ -126,15 +138,17 @@ class Router:
                 return succeed([])
             number = b"%d" % next(self._numbers)
             inquiry = self._inquiries[number] = _Inquiry(others)
-            call = cluster.clock.callLater(timeout, inquiry.finish)
+            inquiry.call = cluster.clock.callLater(timeout, inquiry.finish)
             question = b" ".join([self._node, number, name.encode()])
             for node in others:
-                self.link.call("publish", self.schema.nodeChannel(node), b"Q" + question)
+                # A node that cannot be asked (Redis is down or hangs) has
+                # nothing to add to what presence knows.
+                self.link.call(
+                    "publish", self.schema.nodeChannel(node), b"Q" + question
+                ).addErrback(lambda failure, node=node: inquiry.answer(node, []))
 
             def done(answers):
                 del self._inquiries[number]
-                if call.active():
-                    call.cancel()
                 return answers
 
             return inquiry.deferred.addBoth(done)
@@ -144,7 +158,8 @@ class Router:
                 known.setdefault(row.get("connection"), row)
             return [
                 known.get(c.connection)
-                or {"node": c.node, "connection": c.connection, "since": c.since}
+                or {"node": c.node, "connection": c.connection, "since": c.since,
+                    "verified": c.verified}
                 for c in connections
             ]
 
@@ -152,6 +167,14 @@ class Router:
             return ask(connections).addCallback(merged, connections)
 
         return cluster.connectionsOf(name).addCallback(answered)
+
+    def stop(self) -> None:
+        """
+        The node is stopping: every search under way is answered now with
+        what it has.
+        """
+        for inquiry in list(self._inquiries.values()):
+            inquiry.finish()
 
     # Receiving
 
@@ -161,7 +184,16 @@ class Router:
         if node == self._node or flag not in _BINARY:
             return
         self.cluster.messagesReceived += 1
-        self.cluster.broadcastLocally(line, None, _BINARY[flag])
+        if self._deliverable(line, node):
+            self.cluster.broadcastLocally(line, None, _BINARY[flag])
+
+    def _deliverable(self, line: bytes, node: bytes) -> bool:
+        # Every node refuses such a line before publishing it; one that did
+        # not (another version) must not reach the connections here.
+        if b"\n" not in line:
+            return True
+        self._dropped(node=node.decode("ascii", "replace"))
+        return False
 
     def nodeMessageReceived(self, message: bytes) -> None:
         kind = message[:1]
@@ -170,15 +202,16 @@ class Router:
             name, _, line = message[2:].partition(b" ")
             if flag in _BINARY:
                 self.cluster.messagesReceived += 1
-                self.cluster.deliverLocally(name.decode("ascii", "replace"), line,
-                                            _BINARY[flag])
+                if self._deliverable(line, b"another node"):
+                    self.cluster.deliverLocally(name.decode("utf-8", "replace"), line,
+                                                _BINARY[flag])
         elif kind == b"D":
             self.cluster.messagesReceived += 1
-            self.cluster.disconnectLocally(message[1:].decode("ascii", "replace"))
+            self.cluster.disconnectLocally(message[1:].decode("utf-8", "replace"))
         elif kind == b"Q":
             node, number, name = (message[1:].split(b" ", 2) + [b"", b""])[:3]
             rows = [self.cluster.describe(member) for member in
-                    self.cluster.localMembers(name.decode("ascii", "replace"))]
+                    self.cluster.localMembers(name.decode("utf-8", "replace"))]
             answer = b" ".join([b"A" + self._node, number, json.dumps(rows).encode()])
             self.link.call("publish", self.schema.nodeChannel(node.decode()), answer
                            ).addErrback(lambda failure: None)
@@ -203,6 +236,7 @@ class _Inquiry:
         self.waiting = set(nodes)
         self.answers: List[dict] = []
         self.deferred: Deferred = Deferred()
+        self.call: Optional[IDelayedCall] = None
 
     def answer(self, node: str, rows: list) -> None:
         if node in self.waiting:
@@ -212,5 +246,8 @@ class _Inquiry:
                 self.finish()
 
     def finish(self) -> None:
+        call, self.call = self.call, None
+        if call is not None and call.active():
+            call.cancel()
         if not self.deferred.called:
             self.deferred.callback(self.answers)

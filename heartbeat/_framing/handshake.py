@@ -14,16 +14,19 @@ and the server answers, before anything else it sends::
 
 Both are the version C{heartbeat/1} followed by fields, each C{key} or
 C{key=value}, separated by single spaces.  A key is lower-case letters,
-digits and C{-}; a value is printable ASCII without spaces.  Each side
-ignores the keys it does not know, so that a capability can be added
-without a new version, and the server answers only the fields it granted.
-A peer that never sends the line is served exactly as before.
+digits and C{-}; a value is text, written on the line as printable ASCII
+without spaces, in which C{%} and two hex digits stand for one byte of its
+UTF-8 (as in a URL): C{name=Jos%C3%A9} is José, C{name=50%25} is 50%.
+Each side ignores the keys it does not know, so that a capability can be
+added without a new version, and the server answers only the fields it
+granted.  A peer that never sends the line is served exactly as before.
 
 Over WebSocket a client that offers the subprotocol C{heartbeat.v1}
 sends the same fields as a JSON control message, C{{"type":"hello",
 ...}}, as its first message (after C{auth}), and the server answers with
 its own hello carrying the answer's fields; each key is written in
-camelCase there (C{maxLength} for C{max-length}).
+camelCase there (C{maxLength} for C{max-length}), and each value as the
+JSON string or number it is, not percent-encoded.
 """
 
 from __future__ import annotations
@@ -40,13 +43,20 @@ SUBPROTOCOL = "heartbeat.v1"
 # answered in this one.
 VERSION = 1
 
-# Bounds that keep a hostile line cheap to refuse.
+# Bounds that keep a hostile line cheap to refuse.  A value is at most 256
+# bytes of text, each of which may take three characters on the line.
 MAX_FIELDS = 32
 MAX_KEY = 32
-MAX_VALUE = 256
+MAX_VALUE = 3 * 256
 
 _KEY = re.compile(rb"[a-z][a-z0-9-]*\Z")
 _VALUE_BYTES = bytes(range(0x21, 0x7F))
+# What a value writes as itself: on the line, printable ASCII but "%",
+# which starts an escape; from JSON, all of ASCII but "%", so that a space
+# or a control character breaks the grammar there as it does on a line.
+_LINE_PLAIN = _VALUE_BYTES.replace(b"%", b"")
+_JSON_PLAIN = bytes(range(0x80)).replace(b"%", b"")
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 
 class HandshakeError(ValueError):
@@ -138,8 +148,36 @@ def _fields(words: Iterable[bytes]) -> Dict[str, Value]:
         name = key.decode("ascii")
         if name in fields:
             raise HandshakeError(f"{name} given twice")
-        fields[name] = value.decode("ascii") if equals else None
+        fields[name] = _unquote(value, name) if equals else None
     return fields
+
+
+def _quote(text: str, plain: bytes, key: str) -> bytes:
+    """
+    C{text} as the grammar carries it: its UTF-8, each byte that is not in
+    C{plain} written C{%XX}.
+    """
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HandshakeError(f"bad value for {key}: not UTF-8 text")
+    if not raw.translate(None, plain):
+        return raw
+    return b"".join(
+        raw[i : i + 1] if raw[i] in plain else b"%%%02X" % raw[i]
+        for i in range(len(raw))
+    )
+
+
+def _unquote(value: bytes, key: str) -> str:
+    if b"%" not in value:
+        return value.decode("ascii")
+    if value.count(b"%") != len(_ESCAPE.findall(value)):
+        raise HandshakeError(f"bad value for {key}: '%' starts no escape")
+    try:
+        return _ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HandshakeError(f"bad value for {key}: not UTF-8")
 
 
 def handshake_from_json(message: Mapping[str, object]) -> Handshake:
@@ -154,11 +192,13 @@ def handshake_from_json(message: Mapping[str, object]) -> Handshake:
         if member in ("type", "v"):
             continue
         key = _kebab(member)
+        # A member name beyond ASCII is no key: "?" breaks the grammar.
+        word = key.encode("ascii", "replace")
         if value is True:
-            words.append(key.encode("ascii", "replace"))
+            words.append(word)
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             text = value if isinstance(value, str) else _number(value)
-            words.append(f"{key}={text}".encode("ascii", "replace"))
+            words.append(word + b"=" + _quote(text, _JSON_PLAIN, key))
         elif value is None or value is False:
             continue
         else:
@@ -198,7 +238,8 @@ def format_handshake(
 ) -> bytes:
     """
     The handshake line carrying C{fields}, without its terminator; a field
-    whose value is C{None} is a bare key, a number is written plainly.
+    whose value is C{None} is a bare key, a number is written plainly, and
+    text is percent-encoded where it must be.
     """
     words = [PREFIX + b"%d" % (version,)]
     for key, value in fields.items():
@@ -206,7 +247,7 @@ def format_handshake(
             words.append(key.encode("ascii"))
         else:
             text = value if isinstance(value, str) else _number(value)
-            words.append(f"{key}={text}".encode("ascii"))
+            words.append(key.encode("ascii") + b"=" + _quote(text, _LINE_PLAIN, key))
     return b" ".join(words)
 
 

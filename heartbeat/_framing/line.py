@@ -25,6 +25,7 @@ SERVER_FULL = b"server full"
 BAD_HANDSHAKE = b"bad handshake"
 TOO_MANY_PINGS = b"too many pings"
 UNAUTHORIZED = b"unauthorized"
+TOKEN_EXPIRED = b"token expired"
 DISCONNECTED = b"disconnected by server"
 
 # What a token may hold: printable ASCII but the space.

@@ -6,16 +6,25 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall
 
-from .._cluster.identity import may_be_a_name
+from .._cluster.identity import check_name
 from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
-from .._framing.handshake import Handshake, timing_fields
-from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
+from .._framing.handshake import Handshake, HandshakeError, seconds, timing_fields
+from .._framing.line import (
+    AUTH,
+    BAD_HANDSHAKE,
+    SERVER_FULL,
+    TOKEN_EXPIRED,
+    UNAUTHORIZED,
+)
 from .tcp import enable_tcp_keepalive
+from .tokens import TokenRejected, VerifiedToken
+
+_AUTH_PREFIX = AUTH + b" "
 
 
 class CountedByServer:
@@ -35,21 +44,32 @@ class CountedByServer:
 
     The first message after admission may be the client's handshake (see
     L{heartbeat._framing.handshake}); the framing hands it to
-    L{heartbeatHandshakeReceived} and sends the answer in its own format.
+    L{heartbeatHandshakeReceived} and sends the answer in its own format
+    (L{heartbeatAnswer}).
+
+    When the server verifies tokens (its C{jwtVerifier}), the token of the
+    C{auth} message names the connection, and the connection is closed
+    with C{token expired} at the token's expiry unless it has sent a fresh
+    token meanwhile: the framing hands each later C{auth <token>} message
+    to L{heartbeatTokenReceived}.
 
     An admitted connection enters the cluster's presence once its name is
     known: after its handshake, at its first other message, or when the
     server's C{handshakeWait} is over, whichever comes first; the framing
     calls L{heartbeatEnterPresence} for the first two.  A name is granted
-    only before that.
+    only before that.  Until then it hears no broadcast: what is broadcast
+    meanwhile is held for it, and sent when it enters presence (after the
+    answer to its handshake, which must be the first thing a client
+    reads), in order, up to its write cap's bytes.
 
     @ivar heartbeatAdmitted: whether the connection is the server's in
         full: its application messages are served and it hears broadcasts.
         C{False} while it owes its C{auth}, and once refused.
     @ivar heartbeatConnectionId: a number the server gives the connection
         when it joins, never reused by that server.
-    @ivar heartbeatName: the name the client gave in its handshake, or
-        C{None}.
+    @ivar heartbeatName: the name its token gave the connection (see
+        L{heartbeatVerified}), or else the one the client gave in its
+        handshake, or C{None}.
     @ivar heartbeatPeerPinged: whether the peer has pinged the server: one
         that pings on its own schedule is never silent long enough to be
         pinged, so the server measures no round trip to it.
@@ -87,6 +107,18 @@ class CountedByServer:
         """
         return self.factory  # type: ignore[attr-defined, no-any-return]
 
+    @property
+    def heartbeatVerified(self) -> bool:
+        """
+        Whether the connection's name was proved by a token the server
+        verified, rather than merely claimed by the client.  A property,
+        not an attribute: a server without tokens pays nothing for it.
+        """
+        return (
+            self.heartbeatServer.jwtVerifier is not None
+            and self.heartbeatName is not None
+        )
+
     # Admission
 
     def heartbeatJoin(self) -> bool:
@@ -115,7 +147,7 @@ class CountedByServer:
             peer=peer_name(self),
             framing=self.heartbeatFraming,  # type: ignore[attr-defined]
         )
-        if server.authToken is None:
+        if server.authToken is None and server.jwtVerifier is None:
             self._heartbeatAdmit()
         else:
             self._heartbeatAuthCall = server.clock.callLater(
@@ -127,22 +159,90 @@ class CountedByServer:
         """
         The connection's first message, while it is not admitted: C{auth
         <token>} with the server's token admits it; anything else, or a
-        wrong token (compared in constant time), refuses it.
+        wrong token (compared in constant time), refuses it.  On a server
+        that verifies tokens, a good token admits it under the token's
+        name.
         """
         self._heartbeatCancelAuth()
-        prefix = AUTH + b" "
-        token = self.heartbeatServer.authToken
-        if message.startswith(prefix) and hmac.compare_digest(
-            message[len(prefix) :], token
-        ):
+        server = self.heartbeatServer
+        if not message.startswith(_AUTH_PREFIX):
+            self._heartbeatUnauthorized("{peer} did not authenticate")
+        elif server.jwtVerifier is not None:
+            token = self._heartbeatVerify(message)
+            if token is not None:
+                self.heartbeatName = token.name
+                server.tokenExpiries.expireAt(self, token.expires)
+                self._heartbeatAdmit()
+        elif hmac.compare_digest(message[len(_AUTH_PREFIX) :], server.authToken):
             self._heartbeatAdmit()
         else:
             self._heartbeatUnauthorized("{peer} did not authenticate")
+
+    def heartbeatTokenReceived(self, message: bytes) -> None:
+        """
+        An admitted connection sent C{auth <token>} again, to a server that
+        verifies tokens: a good token for the same name puts the
+        connection's expiry off to its own, and the server answers with
+        the time it now has left (C{expires}, C{0} for never); any other
+        token refuses it.
+        """
+        token = self._heartbeatVerify(message)
+        if token is None:
+            return
+        if token.name != self.heartbeatName:
+            self._heartbeatUnauthorized(
+                "{peer} refused: a fresh token for {other!r}, not {name!r}",
+                other=token.name,
+                name=self.heartbeatName,
+            )
+            return
+        self.heartbeatServer.tokenExpiries.expireAt(self, token.expires)
+        expires = self._heartbeatExpiresIn()
+        # 0, as for the answer's timing: never.
+        self.heartbeatAnswer({"expires": 0 if expires is None else expires})
+
+    def heartbeatTokenExpired(self) -> None:
+        """
+        The connection's token expired before it sent a fresh one.
+        """
+        self._heartbeatLog.info(  # type: ignore[attr-defined]
+            "closing {peer}: its token expired", peer=peer_name(self)
+        )
+        self.heartbeatRefuse(TOKEN_EXPIRED)
+
+    def heartbeatAnswer(self, fields: Dict[str, Union[str, int, float, None]]) -> None:
+        """
+        Send handshake fields to the client, in the framing's way: the
+        answer to its handshake, or to a fresh token.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatAnswer"
+        )
 
     def heartbeatConnectionAdmitted(self) -> None:
         """
         The connection is now admitted; override to greet it.
         """
+
+    def heartbeatNegotiate(
+        self, parse: Callable[[Any], Handshake], message: Any
+    ) -> None:
+        """
+        Read the client's handshake from C{message} with C{parse}, in the
+        framing's form, take it and answer it (L{heartbeatAnswer}); the
+        connection then enters presence.  A malformed handshake refuses the
+        connection.
+        """
+        try:
+            handshake = parse(message)
+        except HandshakeError as e:
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
+            )
+            self.heartbeatRefuse(BAD_HANDSHAKE)
+            return
+        self.heartbeatAnswer(self.heartbeatHandshakeReceived(handshake))
+        self.heartbeatEnterPresence()
 
     def heartbeatHandshakeReceived(
         self, handshake: Handshake
@@ -154,7 +254,8 @@ class CountedByServer:
         @return: the answer's fields, in order: the connection's id, the
             server's timing and line limit, and the name when one was
             granted: one asked for before the connection entered presence,
-            and without C{#} (which would pass for a connection's key).
+            that the rule for names allows (see
+            L{heartbeat._cluster.identity.check_name}).
         """
         server = self.heartbeatServer
         fields: Dict[str, Union[str, int, float, None]] = {
@@ -169,18 +270,31 @@ class CountedByServer:
             )
         )
         name = handshake.get("name")
-        if name is not None:
-            if self.heartbeatPresent or not may_be_a_name(name):
+        if self.heartbeatVerified:
+            # The token's name, whatever the client asks for.
+            fields["name"] = self.heartbeatName
+            expires = self._heartbeatExpiresIn()
+            if expires is not None:
+                fields["expires"] = expires
+            if name is not None and name != self.heartbeatName:
+                self._heartbeatLog.info(  # type: ignore[attr-defined]
+                    "{peer}: name {name!r} not granted (its token names it {verified!r})",
+                    peer=peer_name(self),
+                    name=name,
+                    verified=self.heartbeatName,
+                )
+        elif name is not None:
+            try:
+                if self.heartbeatPresent:
+                    raise ValueError("asked for too late")
+                self.heartbeatName = fields["name"] = check_name(name)
+            except ValueError as e:
                 self._heartbeatLog.info(  # type: ignore[attr-defined]
                     "{peer}: name {name!r} not granted ({why})",
                     peer=peer_name(self),
                     name=name,
-                    why="asked for too late"
-                    if self.heartbeatPresent
-                    else "'#' is kept for connection keys",
+                    why=e,
                 )
-            else:
-                self.heartbeatName = fields["name"] = name
         return fields
 
     def heartbeatEnterPresence(self) -> None:
@@ -191,8 +305,28 @@ class CountedByServer:
         if self.heartbeatAdmitted and not self.heartbeatPresent:
             self.heartbeatPresent = True
             server = self.heartbeatServer
-            server.handshakeSettled()
+            for line, isBinary in server.handshakeSettled(self):
+                self.sendMessage(line, isBinary)
             server.cluster.join(self)
+
+    def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
+        """
+        A broadcast for this connection: sent now if its presence is
+        settled, else held until it is.  A connection for which more than
+        its write cap would be held is dropped, as one that does not read.
+        """
+        if self.heartbeatPresent:
+            self.sendMessage(line, isBinary)  # type: ignore[attr-defined]
+        elif not self.heartbeatServer.holdBroadcast(self, line, isBinary):
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "dropping {peer}: over {limit} bytes of broadcasts wait for its "
+                "handshake",
+                peer=peer_name(self),
+                limit=self.maxWriteBuffer,  # type: ignore[attr-defined]
+            )
+            self.heartbeatEndPresence()
+            self.stopHeartbeat()  # type: ignore[attr-defined]
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def heartbeatDisconnect(self) -> None:
         """
@@ -209,11 +343,14 @@ class CountedByServer:
         leaves presence now, for C{reason}, and hears nothing more.
         """
         server = self.heartbeatServer
+        expiries = server.tokenExpiries
+        if expiries is not None:
+            expiries.forget(self)
         if self.heartbeatPresent:
             self.heartbeatPresent = False
             server.cluster.leave(self, reason)
         elif self.heartbeatAdmitted:
-            server.handshakeSettled()
+            server.handshakeSettled(self)
         self.heartbeatAdmitted = False
 
     def heartbeatRefuse(self, reason: bytes) -> None:
@@ -262,9 +399,35 @@ class CountedByServer:
         self._heartbeatAuthCall = None
         self._heartbeatUnauthorized("{peer} did not authenticate within {timeout}s")
 
-    def _heartbeatUnauthorized(self, message: str) -> None:
+    def _heartbeatVerify(self, message: bytes) -> Optional[VerifiedToken]:
+        """
+        The token of C{auth <token>} if it is good; else the connection is
+        refused, with a log line naming the check it failed (never the
+        token itself).
+        """
+        server = self.heartbeatServer
+        try:
+            return server.jwtVerifier.verify(  # type: ignore[no-any-return]
+                message[len(_AUTH_PREFIX) :], server.clock.seconds()
+            )
+        except TokenRejected as e:
+            self._heartbeatUnauthorized("{peer} refused: {check}", check=str(e))
+            return None
+
+    def _heartbeatExpiresIn(self) -> Optional[Union[int, float]]:
+        """
+        Seconds before the connection's token expires, as an answer carries
+        them (to the millisecond), or C{None}: never.
+        """
+        left = self.heartbeatServer.tokenExpiries.secondsLeft(self)
+        return None if left is None else seconds(round(left, 3))
+
+    def _heartbeatUnauthorized(self, message: str, **fields: object) -> None:
         self._heartbeatLog.warn(  # type: ignore[attr-defined]
-            message, peer=peer_name(self), timeout=self.heartbeatServer.authTimeout
+            message,
+            peer=peer_name(self),
+            timeout=self.heartbeatServer.authTimeout,
+            **fields,
         )
         self.heartbeatRefuse(UNAUTHORIZED)
 

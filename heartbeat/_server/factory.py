@@ -5,8 +5,8 @@ whatever their framing.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Deque, Iterable, Optional, Set, Tuple
+from collections import OrderedDict
+from typing import Any, Iterable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -19,6 +19,7 @@ from .._cluster.interface import Cluster, ClusterUnavailable
 from .._cluster.local import LocalCluster
 from .._core.protocol import default_clock, peer_name
 from .admission import CountedByServer
+from .expiry import TokenExpiries
 from .line import HeartbeatServerProtocol
 
 # Refusals are logged once per window, with a count of the rest, so a
@@ -45,6 +46,14 @@ class HeartbeatServerFactory(Factory):
     @ivar authToken: when set, the first line of every connection must be
         C{auth <token>} within L{authTimeout} seconds, or the peer gets
         C{error unauthorized} and a close.
+    @ivar jwtVerifier: when set (a L{heartbeat._server.tokens.TokenVerifier}),
+        the first line of every connection must be C{auth <jwt>} with a
+        token it accepts, whose C{sub} is the connection's name; the
+        connection is closed with C{error token expired} at the token's
+        expiry unless it sends a fresh token first.  Exclusive with
+        L{authToken}.
+    @ivar tokenExpiries: when each connection's token expires, with one
+        timer for them all; C{None} without L{jwtVerifier}.
     @ivar tcpKeepalive: also turn on kernel keepalive and TCP_USER_TIMEOUT
         matched to the heartbeat (see L{heartbeat._server.tcp}).
     @ivar cluster: presence and routing across the server's nodes (a
@@ -81,6 +90,7 @@ class HeartbeatServerFactory(Factory):
         tcpKeepalive: bool = False,
         cluster: Optional[Cluster] = None,
         heartbeatPongTimeout: Optional[float] = 5.0,
+        jwtVerifier: Optional[Any] = None,
     ) -> None:
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
@@ -93,6 +103,12 @@ class HeartbeatServerFactory(Factory):
         self.maxWriteBuffer = maxWriteBuffer
         self.authToken = authToken
         self.authTimeout = authTimeout
+        if authToken is not None and jwtVerifier is not None:
+            raise ValueError("a server takes a shared authToken or a jwtVerifier, not both")
+        self.jwtVerifier = jwtVerifier
+        self.tokenExpiries = (
+            TokenExpiries(self.clock) if jwtVerifier is not None else None
+        )
         self.tcpKeepalive = tcpKeepalive
         self.connections: Set[HeartbeatServerProtocol] = set()
         self.accepted = 0
@@ -103,9 +119,14 @@ class HeartbeatServerFactory(Factory):
         self._summary: Optional[LoopingCall] = None
         self._refusalLoggedAt: Optional[float] = None
         self._refusalsUnlogged = 0
-        self._awaitingHandshake: Deque[Tuple[float, CountedByServer]] = deque()
+        # The connections admitted and not yet in presence, with the time
+        # their wait ends and what was broadcast meanwhile, in the order
+        # they were admitted: each leaves it as it settles or closes, so
+        # that none is held for its wait.
+        self._awaitingHandshake: "OrderedDict[CountedByServer, _Unsettled]" = (
+            OrderedDict()
+        )
         self._handshakeCall: Optional[IDelayedCall] = None
-        self._waiting = 0
         self.cluster = cluster if cluster is not None else LocalCluster()
         self.cluster.attach(self)
 
@@ -136,40 +157,73 @@ class HeartbeatServerFactory(Factory):
         message, or once L{handshakeWait} is over.  One timer serves every
         connection waiting, in the order they were admitted.
         """
-        self._waiting += 1
         if not self.handshakeWait:
             protocol.heartbeatEnterPresence()
             return
-        self._awaitingHandshake.append(
-            (self.clock.seconds() + self.handshakeWait, protocol)
+        self._awaitingHandshake[protocol] = _Unsettled(
+            self.clock.seconds() + self.handshakeWait
         )
         if self._handshakeCall is None:
             self._handshakeCall = self.clock.callLater(
                 self.handshakeWait, self._handshakeWaitOver
             )
 
-    def handshakeSettled(self) -> None:
+    def handshakeSettled(self, protocol: CountedByServer) -> List[Tuple[bytes, Optional[bool]]]:
         """
-        A connection admitted has entered presence, or is gone before it
-        did: once none is left waiting, the timer goes.
+        C{protocol}, admitted, has entered presence, or is gone before it
+        did: it waits no more, and once none is left waiting, the timer
+        goes.
+
+        @return: what was broadcast while it waited, C{(line, isBinary)}
+            in order, for it to send now that it hears broadcasts.
         """
-        self._waiting -= 1
-        if not self._waiting:
-            self._awaitingHandshake.clear()
-            call, self._handshakeCall = self._handshakeCall, None
-            if call is not None and call.active():
-                call.cancel()
+        waiting = self._awaitingHandshake
+        unsettled = waiting.pop(protocol, None)
+        if not waiting:
+            self._cancelHandshakeCall()
+        return [] if unsettled is None else unsettled.held
+
+    def holdBroadcast(
+        self, protocol: CountedByServer, line: bytes, isBinary: Optional[bool]
+    ) -> bool:
+        """
+        Keep a broadcast for C{protocol} until its presence is settled (see
+        L{handshakeSettled}).
+
+        @return: C{False} when that would hold more than its write cap
+            (C{maxWriteBuffer}) for it: it should be dropped.
+        """
+        unsettled = self._awaitingHandshake.get(protocol)
+        if unsettled is None:
+            # Not waiting (so in presence, or on its way out): nothing to
+            # hold it for.
+            return True
+        unsettled.size += len(line) + 1
+        limit = protocol.maxWriteBuffer  # type: ignore[attr-defined]
+        if limit is not None and unsettled.size > limit:
+            return False
+        unsettled.held.append((line, isBinary))
+        return True
+
+    def _cancelHandshakeCall(self) -> None:
+        call, self._handshakeCall = self._handshakeCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _handshakeWaitOver(self) -> None:
         self._handshakeCall = None
         waiting = self._awaitingHandshake
         now = self.clock.seconds()
-        while waiting and waiting[0][0] <= now:
-            waiting.popleft()[1].heartbeatEnterPresence()
-        if waiting:
-            self._handshakeCall = self.clock.callLater(
-                waiting[0][0] - now, self._handshakeWaitOver
-            )
+        while waiting:
+            protocol, unsettled = next(iter(waiting.items()))
+            deadline = unsettled.deadline
+            if deadline > now:
+                self._handshakeCall = self.clock.callLater(
+                    deadline - now, self._handshakeWaitOver
+                )
+                return
+            # Leaves the wait through handshakeSettled.
+            protocol.heartbeatEnterPresence()
 
     # The cluster's side
 
@@ -229,9 +283,14 @@ class HeartbeatServerFactory(Factory):
         Send an application line to every connection of C{name}, wherever
         in the cluster it is.
 
-        @return: a L{Deferred} firing with how many connections it was sent
-            to; failing with L{ClusterUnavailable} when other nodes hold
-            the name and could not be reached.
+        @return: a L{Deferred} firing with how many connections it was
+            handed to: this server's, and those presence records on the
+            other nodes that received it (a dead node receives nothing and
+            counts none; a connection that ended a moment before may still
+            count); failing with L{ClusterUnavailable} when other nodes
+            hold the name and could not be reached.
+        @raise ValueError: C{line} holds a newline, which line peers could
+            not receive whole; nobody gets any of it.
         """
         return self.cluster.sendTo(name, line, isBinary)
 
@@ -280,6 +339,8 @@ class HeartbeatServerFactory(Factory):
             connections it was sent to, once the other nodes have it too;
             failing with L{ClusterUnavailable} when they could not be
             reached.
+        @raise ValueError: C{line} holds a newline, which line peers could
+            not receive whole; nobody gets any of it.
         """
         return self.cluster.broadcast(line, exclude, isBinary)
 
@@ -305,10 +366,7 @@ class HeartbeatServerFactory(Factory):
             if self._summary.running:
                 self._summary.stop()
             self._summary = None
-        if self._handshakeCall is not None:
-            if self._handshakeCall.active():
-                self._handshakeCall.cancel()
-            self._handshakeCall = None
+        self._cancelHandshakeCall()
         self._awaitingHandshake.clear()
 
     def logSummary(self) -> None:
@@ -334,3 +392,17 @@ class HeartbeatServerFactory(Factory):
 
 def _reported(failure: Failure) -> None:
     failure.trap(ClusterUnavailable)
+
+
+class _Unsettled:
+    """
+    A connection waiting for its presence to be settled: when its wait
+    ends, and the broadcasts held for it meanwhile (their bytes counted).
+    """
+
+    __slots__ = ("deadline", "held", "size")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.held: List[Tuple[bytes, Optional[bool]]] = []
+        self.size = 0

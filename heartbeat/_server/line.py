@@ -13,13 +13,11 @@ from twisted.python.failure import Failure
 
 from .._core.protocol import peer_name
 from .._framing.handshake import (
-    HandshakeError,
     format_handshake,
     is_handshake,
     parse_handshake,
 )
 from .._framing.line import (
-    BAD_HANDSHAKE,
     DISCONNECTED,
     TOO_MANY_PINGS,
     HeartbeatLineProtocol,
@@ -104,26 +102,20 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
 
     def lineReceived(self, line: bytes) -> None:
         if self.heartbeatAdmitted:
+            if self.factory.jwtVerifier is not None and line.startswith(b"auth "):
+                self.heartbeatTokenReceived(line.rstrip(b"\r"))
+                return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
                 if is_handshake(line):
-                    self._heartbeatNegotiate(line.rstrip(b"\r"))
+                    self.heartbeatNegotiate(parse_handshake, line.rstrip(b"\r"))
                     return
                 self.heartbeatEnterPresence()
             super().lineReceived(line)
         else:
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
 
-    def _heartbeatNegotiate(self, line: bytes) -> None:
-        try:
-            handshake = parse_handshake(line)
-        except HandshakeError as e:
-            self.log.info(
-                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
-            )
-            self.closeWithError(BAD_HANDSHAKE, quiet=True)
-            return
-        self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
-        self.heartbeatEnterPresence()
+    def heartbeatAnswer(self, fields) -> None:
+        self.sendLine(format_handshake(fields))
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

@@ -17,17 +17,23 @@ from twisted.web.server import Site
 from .._core.protocol import peer_name
 from .._framing.handshake import (
     SUBPROTOCOL,
-    HandshakeError,
     handshake_from_json,
     json_fields,
     seconds,
 )
-from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
+from .._framing.line import (
+    BAD_HANDSHAKE,
+    DISCONNECTED,
+    SERVER_FULL,
+    TOKEN_EXPIRED,
+    UNAUTHORIZED,
+)
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
     DISCONNECTED_CODE,
     INVALID_MESSAGE,
     OPEN,
+    TOKEN_EXPIRED_CODE,
     TRY_AGAIN_LATER,
     UNAUTHORIZED_CODE,
     WebSocketHeartbeat,
@@ -39,11 +45,13 @@ from .admission import CountedByServer
 from .assets import Asset
 from .factory import HeartbeatServerFactory
 
-# The close code that tells a page why it was not admitted.
+# The close code that tells a page why it was refused (not admitted, or
+# its token expired).
 _REFUSALS = {
     SERVER_FULL: TRY_AGAIN_LATER,
     UNAUTHORIZED: UNAUTHORIZED_CODE,
     BAD_HANDSHAKE: INVALID_MESSAGE,
+    TOKEN_EXPIRED: TOKEN_EXPIRED_CODE,
 }
 class HeartbeatWebSocketServerProtocol(
     CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
@@ -99,6 +107,8 @@ class HeartbeatWebSocketServerProtocol(
             pongTimeout=seconds(self.heartbeatPongTimeout),
             maxLength=self.maxLineLength,
         )
+        # It will send no hello, so there is no name to wait for.
+        self.heartbeatEnterPresence()
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self._heartbeatClose(_REFUSALS[reason], reason.decode())
@@ -110,30 +120,22 @@ class HeartbeatWebSocketServerProtocol(
         if self.state != OPEN:
             return
         if self.heartbeatAdmitted:
+            if self.heartbeatServer.jwtVerifier is not None and payload.startswith(b"auth "):
+                self.heartbeatTokenReceived(payload)
+                return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
                 if self._heartbeatNegotiating:
                     hello = None if isBinary else _control(payload, _MAX_HEARTBEAT)
                     if hello is not None and hello["type"] == "hello":
-                        self._heartbeatNegotiate(hello)
+                        self.heartbeatNegotiate(handshake_from_json, hello)
                         return
                 self.heartbeatEnterPresence()
             super().onMessage(payload, isBinary)
         else:
             self.heartbeatAuthenticate(payload)
 
-    def _heartbeatNegotiate(self, hello: dict) -> None:
-        try:
-            handshake = handshake_from_json(hello)
-        except HandshakeError as e:
-            self._heartbeatLog.info(
-                "closing {peer}: bad handshake ({why})", peer=peer_name(self), why=e
-            )
-            self.heartbeatRefuse(BAD_HANDSHAKE)
-            return
-        self.sendControlMessage(
-            "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
-        )
-        self.heartbeatEnterPresence()
+    def heartbeatAnswer(self, fields) -> None:
+        self.sendControlMessage("hello", **json_fields(fields))
 
     def heartbeatDisconnect(self) -> None:
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())

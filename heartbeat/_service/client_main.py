@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getopt
 import sys
+from functools import partial
 from typing import List, Optional
 
 from twisted.internet.endpoints import clientFromString
@@ -25,9 +26,16 @@ from zope.interface import implementer
 
 from .._client.factory import BufferFull, HeartbeatClientFactory, ServerRefused
 from .._client.protocol import HeartbeatClientProtocol
+from .._cluster.identity import check_name
 from .._core.protocol import peer_name
 from .._framing.line import PING, parse_heartbeat
-from .options import HeartbeatOptions, positive_float, positive_int, version_line
+from .options import (
+    HeartbeatOptions,
+    positive_float,
+    positive_int,
+    token_from_file,
+    version_line,
+)
 
 log = Logger()
 
@@ -63,7 +71,9 @@ class Options(HeartbeatOptions):
         "drops a dead one and reconnects with jittered backoff; lines typed "
         "while disconnected are sent after reconnection.  Logs go to "
         "stderr.  Exits 1 if the server refuses the client "
-        "(error unauthorized).  --interval, --timeout, --pong-timeout "
+        "(error unauthorized).  --auth-token-file is read again for each "
+        "connection, and for a fresh token before the server's says it "
+        "expires, so a JWT renewed in the file is the one sent.  --interval, --timeout, --pong-timeout "
         "and --max-line-length follow the server's, as its handshake "
         "answer announces them, unless given here; the defaults shown "
         "apply until it answers."
@@ -93,8 +103,9 @@ class Options(HeartbeatOptions):
             None,
             None,
             "The name this client gives itself in its handshake, by which "
-            "the server's presence knows it (1 to 256 printable ASCII "
-            "characters, no spaces, no '#').",
+            "the server's presence knows it: 1 to 256 bytes of UTF-8 text, "
+            "in any script, without spaces, control or invisible "
+            "characters, or '#'.",
         ],
     ]
 
@@ -142,16 +153,11 @@ class Options(HeartbeatOptions):
         if self["max-delay"] < self["initial-delay"]:
             raise usage.UsageError("--max-delay must be at least --initial-delay")
         self["buffer-size"] = positive_int(self, "buffer-size")
-        name = self["name"]
-        if name is not None and not (
-            0 < len(name) <= 256
-            and all("!" <= c <= "~" for c in name)
-            and "#" not in name
-        ):
-            raise usage.UsageError(
-                "--name must be 1 to 256 printable ASCII characters, without "
-                f"spaces or '#', not {name!r}"
-            )
+        if self["name"] is not None:
+            try:
+                check_name(self["name"])
+            except ValueError as e:
+                raise usage.UsageError(f"--name: {e}")
         from twisted.internet import reactor
 
         try:
@@ -256,7 +262,10 @@ def _run(reactor, options: Options):
     factory.initialDelay = options["initial-delay"]
     factory.maxDelay = options["max-delay"]
     factory.maxBufferedMessages = options["buffer-size"]
-    factory.authToken = options["auth-token"]
+    if options["auth-token-file"] is not None:
+        # Read again for each connection and each fresh token, so that a
+        # token rewritten in the file (a JWT renewed) is the one sent.
+        factory.authToken = partial(token_from_file, options["auth-token-file"])
     factory.name = options["name"]
     StandardIO(_StdinLines(factory), reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)

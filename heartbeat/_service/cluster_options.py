@@ -24,6 +24,7 @@ class ClusterOptions(usage.Options):
             "Join the cluster that every server given this Redis forms: "
             "redis://[[user]:password@]host:port/db, rediss://... (TLS; "
             "?ca=FILE to trust a private CA) or unix:///path/redis.sock?db=N. "
+            "One cluster per database: give another cluster another db. "
             "Needs heartbeat[cluster]. [default: this process alone]",
         ],
         [

@@ -1,12 +1,17 @@
 """
 A machine of workers (C{--workers N}): the supervisor, and beside it the
-status port that shows all of the machine's workers.
+status port that shows all of the machine's workers and the push API
+that reaches all of them.
 
 Each worker sends its report (see L{heartbeat._status.report}) up its
 standard output once a second, as a line C{report JSON} among its log
 lines; the supervisor keeps the latest of each and shows them added up.
 For C{/presence.json} and the nodes panel it looks at the cluster through
-Redis, as an observer: no node, no connections.
+Redis, as an observer: no node, no connections.  The push API is served
+here too, not by each worker: an API call is the cluster's, not one
+worker's, and goes through Redis to the workers that hold the name (as a
+call to any one worker would for the names the others hold), so one port
+serves it whatever worker dies, with no socket to share.
 """
 
 from __future__ import annotations
@@ -74,29 +79,40 @@ def machine_service(options: usage.Options, reactor) -> IService:
     if options["websocket-port"] is not None:
         listeners.append(("websocket-port", options["websocket-port"]))
     pool = WorkerPool(listeners, options["workers"], options.arguments, nodeId, reactor)
-    if options["status-port"] is None:
+    if options["status-port"] is None and options["api-port"] is None:
         return pool
     from .._cluster.redis import RedisCluster
-    from .._status.service import StatusService
     from .node import ClusterService
 
     cluster = RedisCluster(options["redis"], nodeId, options["node-timeout"],
                            reactor, observer=True)
-    reports = WorkerReports(
-        nodeId,
-        {"interval": options["interval"], "timeout": options["timeout"],
-         "pong_timeout": options["pong-timeout"],
-         "max_connections": options["max-connections"]},
-        cluster,
-        reactor,
-    )
-    pool.reportReceived = reports.reportReceived
     machine = MultiService()
     pool.setServiceParent(machine)
     ClusterService(cluster).setServiceParent(machine)
-    status = StatusService(reports)
-    status.setServiceParent(machine)
-    Listener("status-port", options["status-port"], status.site(), reactor).setServiceParent(
-        machine
-    )
+    if options["status-port"] is not None:
+        from .._status.service import StatusService
+
+        reports = WorkerReports(
+            nodeId,
+            {"interval": options["interval"], "timeout": options["timeout"],
+             "pong_timeout": options["pong-timeout"],
+             "max_connections": options["max-connections"]},
+            cluster,
+            reactor,
+        )
+        pool.reportReceived = reports.reportReceived
+        status = StatusService(reports)
+        status.setServiceParent(machine)
+        Listener("status-port", options["status-port"], status.site(),
+                 reactor).setServiceParent(machine)
+    if options["api-port"] is not None:
+        from .._server.factory import HeartbeatServerFactory
+        from .node import api_listener
+
+        # The cluster's entry point for backends: a server factory of no
+        # connections of its own, whose sends go through Redis to the
+        # workers that hold the names.
+        api_listener(options, HeartbeatServerFactory(
+            maxLineLength=options["max-line-length"], clock=reactor, cluster=cluster,
+        )).setServiceParent(machine)
     return machine

@@ -44,12 +44,12 @@ def with_web_services(
     The line server's service, with the WebSocket and status listeners that
     the options ask for beside it.
     """
-    ports = [options[name] for name in ("websocket-port", "status-port")]
-    if ports == [None, None]:
+    ports = [options[name] for name in ("websocket-port", "status-port", "api-port")]
+    if ports == [None, None, None]:
         return line
     services = MultiService()
     line.setServiceParent(services)
-    websocketPort, statusPort = ports
+    websocketPort, statusPort, apiPort = ports
     if websocketPort is not None:
         site = websocket_site_for(options, server)
         Listener("websocket-port", websocketPort, site, _reactor()).setServiceParent(
@@ -63,7 +63,19 @@ def with_web_services(
         Listener("status-port", statusPort, status.site(), _reactor()).setServiceParent(
             services
         )
+    if apiPort is not None:
+        api_listener(options, server).setServiceParent(services)
     return services
+
+
+def api_listener(options: usage.Options, server: HeartbeatServerFactory) -> Listener:
+    """
+    The push API's listener on C{--api-port}, driving C{server}.
+    """
+    from .._status.api import api_site
+
+    site = api_site(server, options["api-token"], _reactor())
+    return Listener("api-port", options["api-port"], site, _reactor())
 
 
 def websocket_site_for(options: usage.Options, server: HeartbeatServerFactory):
@@ -129,6 +141,7 @@ def server_factory(
         maxWriteBuffer=options["max-write-buffer"],
         authToken=options["auth-token"],
         authTimeout=options["auth-timeout"],
+        jwtVerifier=options["jwt-verifier"],
         tcpKeepalive=options["tcp-keepalive"],
         cluster=cluster,
     )

@@ -55,13 +55,23 @@ def read_token(options: usage.Options, name: str) -> Optional[bytes]:
     if path is None:
         return None
     try:
+        return token_from_file(path)
+    except ValueError as e:
+        raise usage.UsageError(f"--{name}: {e}")
+
+
+def token_from_file(path: str) -> bytes:
+    """
+    The token in the file at C{path}, surrounding whitespace stripped.
+
+    @raise ValueError: the file cannot be read, or holds no one-line token.
+    """
+    try:
         token = Path(path).read_bytes().strip()
     except OSError as e:
-        raise usage.UsageError(f"--{name}: cannot read {path!r}: {e.strerror}")
+        raise ValueError(f"cannot read {path!r}: {e.strerror}")
     if not token or any(byte in token for byte in b"\r\n"):
-        raise usage.UsageError(
-            f"--{name}: {path!r} must hold one non-empty line (the token)"
-        )
+        raise ValueError(f"{path!r} must hold one non-empty line (the token)")
     return token
 
 

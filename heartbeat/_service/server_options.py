@@ -12,11 +12,14 @@ import sys
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from .._cluster.identity import check_node_id
 from .cluster_options import ClusterOptions
+from .jwt_options import JwtOptions
 from .options import (
     HeartbeatOptions,
     positive_float,
     positive_int,
+    read_token,
     require_extra,
     seconds_or_none,
     server_description,
@@ -27,7 +30,13 @@ from .options import (
 _NEEDS = {
     "websocket-port": ("autobahn", "websocket"),
     "status-port": ("prometheus_client", "status"),
+    "api-port": (None, None),
 }
+# The ports that must differ, each checked against those before it.
+_PORTS = ("port", *_NEEDS)
+
+# The shortest bearer token the push API takes.
+MIN_API_TOKEN = 16
 
 # Endpoint types whose listening socket a worker can adopt as it is.
 _SHAREABLE = ("tcp", "tcp6", "unix")
@@ -70,7 +79,8 @@ class WebOptions(usage.Options):
         for name, (module, extra) in _NEEDS.items():
             if self[name] is None:
                 continue
-            require_extra(name, module, extra)
+            if module is not None:
+                require_extra(name, module, extra)
             self[name] = description = server_description(self[name])
             try:
                 serverFromString(_reactor(), description)
@@ -78,11 +88,57 @@ class WebOptions(usage.Options):
                 raise usage.UsageError(
                     f"--{name} {description!r} is not a server endpoint: {e}"
                 )
-            for other in ("port", "websocket-port"):
+            for other in _PORTS[: _PORTS.index(name)]:
                 if other != name and self[other] and _same_port(description, self[other]):
                     raise usage.UsageError(f"--{name} must differ from --{other}")
         if self["allowed-origins"] is not None:
             self["allowed-origins"] = _origins(self)
+
+
+class ApiOptions(usage.Options):
+    """
+    The push API's port, mixed into the plugin's options before
+    L{WebOptions}.  After parsing, C{api-token} holds the bearer token.
+    """
+
+    optParameters = [
+        [
+            "api-port",
+            None,
+            None,
+            "Serve the push API for backends here (send to a name, "
+            "broadcast, presence, disconnect; its description at "
+            "/openapi.json): a port number or a server endpoint "
+            "description. Keep it private, or behind TLS. Needs "
+            "--api-token-file.",
+        ],
+        [
+            "api-token-file",
+            None,
+            None,
+            "File holding the API's bearer token (at least 16 characters, "
+            "surrounding whitespace stripped): every request must carry "
+            "'Authorization: Bearer <token>'.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["api-token"] = read_token(self, "api-token-file")
+        if self["api-port"] is None:
+            if self["api-token"] is not None:
+                raise usage.UsageError("--api-token-file needs --api-port")
+            return
+        if self["api-token"] is None:
+            raise usage.UsageError(
+                "--api-port needs --api-token-file: the API must not be open "
+                "to anyone who can reach it"
+            )
+        if len(self["api-token"]) < MIN_API_TOKEN:
+            raise usage.UsageError(
+                f"--api-token-file: the token must be at least {MIN_API_TOKEN} "
+                "characters (openssl rand -hex 32 makes a good one)"
+            )
 
 
 def _origins(options: usage.Options) -> list:
@@ -153,7 +209,7 @@ def _reactor():
     return reactor
 
 
-class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
+class ServerOptions(ClusterOptions, JwtOptions, ApiOptions, WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
@@ -285,8 +341,17 @@ class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
             else positive_int(self, "max-write-buffer")
         )
         self["auth-timeout"] = positive_float(self, "auth-timeout")
+        workers = self["workers"]
+        if workers > 1 and self["node-id"] is not None:
+            try:
+                check_node_id(f"{self['node-id']}/{workers}")
+            except ValueError as e:
+                raise usage.UsageError(
+                    f"--node-id: with --workers {workers}, the workers' ids are "
+                    f"ID/1 to ID/{workers}: {e}"
+                )
         if self["workers"] > 1 and self["redis"] is None:
-            for name in ("websocket-port", "status-port"):
+            for name in ("websocket-port", "status-port", "api-port"):
                 if self[name] is not None:
                     raise usage.UsageError(
                         f"--{name} with --workers above 1 needs --redis: the "

@@ -32,7 +32,7 @@ class _Started(MultiService):
             "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
             "pong timeout {pongTimeout}, max {maxConnections} connections, "
             "{mode}, {auth}",
-            auth="auth required" if options["auth-token"] else "open (no auth)",
+            auth=_auth(options),
             port=options["port"],
             interval=options["interval"],
             timeout=options["timeout"],
@@ -49,6 +49,15 @@ class _Started(MultiService):
                 "status page, /status.json and /metrics on {port}",
                 port=options["status-port"],
             )
+        if options["api-port"] is not None:
+            log.info("push API on {port}", port=options["api-port"])
+
+
+def _auth(options: Options) -> str:
+    verifier = options["jwt-verifier"]
+    if verifier is not None:
+        return "JWT required (" + ", ".join(verifier.algorithms) + ")"
+    return "auth required" if options["auth-token"] else "open (no auth)"
 
 
 def makeService(options: Options) -> IService:

@@ -114,10 +114,11 @@ class PresenceResource(Resource):
 
 def _first(failure):
     """
-    The failure inside a L{gatherResults}' failure.
+    The failure inside a L{gatherResults}' failure, however deeply nested:
+    a page's questions are gathered within a gathering.
     """
-    if failure.check(FirstError):
-        return failure.value.subFailure
+    while failure.check(FirstError):
+        failure = failure.value.subFailure
     return failure
 
 

@@ -32,6 +32,7 @@ def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
         "transport": protocol.heartbeatFraming,
         "peer": peer_name(protocol),
         "name": protocol.heartbeatName,
+        "verified": protocol.heartbeatVerified,
         "connected_since": since,
         "connected_for": now - since,
         "silent_for": max(0.0, now - protocol.heartbeatLastReceived),

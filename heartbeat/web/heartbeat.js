@@ -26,6 +26,14 @@
 // any timing below MIN_SECONDS, are not taken: a peer's message relayed by
 // the server cannot pass for one.
 //
+// authToken may be a function that returns the token (or a promise of
+// it): it is called for each connection and, when the server's hello says
+// when the token expires (a server verifying JWTs), for a fresh one once
+// three quarters of that time are gone, sent as "auth <token>" on the open
+// connection; the server answers with a hello carrying the fresh token's
+// time.  A server that closes with 4003 (token expired) is reconnected to
+// with a fresh token.
+//
 // Plain ES module, no dependencies: import it from the server's
 // /heartbeat.js.  Times are in seconds, like the server's options.  It runs
 // as it is in Node 22 and later (their global WebSocket); elsewhere, pass a
@@ -42,6 +50,7 @@ const SUBPROTOCOL = "heartbeat.v1";
 // Close codes, the server's by the same numbers.
 const HEARTBEAT_TIMEOUT = 4000;
 const UNAUTHORIZED = 4001;
+const TOKEN_EXPIRED = 4003;
 const TRY_AGAIN_LATER = 4013;
 // Timing until a server says otherwise, and the shortest taken from one.
 const INTERVAL = 25;
@@ -57,6 +66,10 @@ const MAX_LENGTH = 65536;
 const CONNECT_TIMEOUT = 10;
 // What a connection that failed is closed with, as browsers report it.
 const ABNORMAL_CLOSURE = 1006;
+// A fresh token goes once this share of the current one's time is gone; a
+// token with less than MIN_LEFT seconds left is left to expire.
+const REFRESH_AT = 0.75;
+const MIN_LEFT = 2;
 
 const browserClock = {
   now: () => performance.now() / 1000,
@@ -122,7 +135,10 @@ function parseControl(data) {
  * is dropped for the next; at most the timeout), initialDelay (1), maxDelay
  * (30), maxBuffered (1000), protocols, authToken (sent first, as "auth
  * <token>", for a server that requires it; refused, the socket closes for
- * good), name (the name the page goes by in the server's presence),
+ * good; a function returning the token, or a promise of it, is called for
+ * each connection and for a fresh token before the server's expires; one
+ * that throws or rejects fires "error" with detail {error} and the attempt
+ * is dropped for the next), name (the name the page goes by in the server's presence),
  * WebSocket (the constructor, where there is no global one: the ws package
  * in Node 20); for tests, clock and random.
  *
@@ -159,6 +175,7 @@ export class HeartbeatSocket extends EventTarget {
     this._graced = false;
     this._ws = null;
     this._timer = null;
+    this._refreshTimer = null;
     this._resume = () => this._resumeNow();
     this._visible = () => {
       if (globalThis.document?.visibilityState === "visible") this._resumeNow();
@@ -202,6 +219,7 @@ export class HeartbeatSocket extends EventTarget {
     globalThis.removeEventListener?.("online", this._resume);
     globalThis.document?.removeEventListener("visibilitychange", this._visible);
     this._cancelTimer();
+    this._cancelRefresh();
     this._buffer = [];
     this._setState("closed");
     this._ws?.close(code, reason);
@@ -230,9 +248,56 @@ export class HeartbeatSocket extends EventTarget {
   }
 
   _opened() {
-    if (this._options.authToken != null) this._ws.send(`auth ${this._options.authToken}`);
-    if (this._ws.protocol === SUBPROTOCOL) this._ws.send(JSON.stringify(this._handshake()));
-    this.ping();
+    const ws = this._ws;
+    this._withToken(ws, (token) => {
+      if (token != null) ws.send(`auth ${token}`);
+      if (ws.protocol === SUBPROTOCOL) ws.send(JSON.stringify(this._handshake()));
+      this.ping();
+    });
+  }
+
+  // Calls use(token) once the token is known (at once, unless authToken is
+  // a function returning a promise), while ws is still the open socket.  A
+  // token that cannot be had ends the attempt, as a connection that failed.
+  _withToken(ws, use) {
+    const current = () => ws === this._ws && ws.readyState === OPEN;
+    const failed = (error) => {
+      if (!current()) return;
+      this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+      this._failed();
+    };
+    let token = this._options.authToken;
+    if (typeof token === "function") {
+      try {
+        token = token();
+      } catch (error) {
+        failed(error);
+        return;
+      }
+    }
+    if (typeof token?.then === "function") {
+      token.then((value) => current() && use(value), failed);
+    } else {
+      use(token);
+    }
+  }
+
+  // The server's hello says how long the token has left: a fresh one goes
+  // once three quarters of that are gone, if authToken can make one.
+  _expires(seconds) {
+    this._cancelRefresh();
+    if (typeof this._options.authToken !== "function" || typeof seconds !== "number"
+        || !(seconds >= MIN_LEFT)) return;
+    const ws = this._ws;
+    this._refreshTimer = this._clock.setTimeout(() => {
+      this._refreshTimer = null;
+      this._withToken(ws, (token) => ws.send(`auth ${token}`));
+    }, seconds * REFRESH_AT);
+  }
+
+  _cancelRefresh() {
+    if (this._refreshTimer !== null) this._clock.clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
   }
 
   // What the page asks the server for: its name, when it has one.
@@ -270,13 +335,16 @@ export class HeartbeatSocket extends EventTarget {
     const now = this._clock.now();
     this._lastHeard = now;
     const control = parseControl(data);
+    const negotiated = this._ws.protocol === SUBPROTOCOL;
     if (this.state === "connecting") {
       if (control?.type === "hello") {
-        if (this._ws.protocol === SUBPROTOCOL) this.serverHello = control;
+        if (negotiated) this.serverHello = control;
         this._hello(control);
       }
       this._healthy();
     }
+    // Its first hello, or the answer to a fresh token.
+    if (control?.type === "hello" && negotiated && this._ws !== null) this._expires(control.expires);
     if (control === null) {
       this.dispatchEvent(new MessageEvent("message", { data }));
     } else if (control.type === "ping") {
@@ -369,10 +437,13 @@ export class HeartbeatSocket extends EventTarget {
   _lost(code, reason, wasClean) {
     this._ws = null;
     this._cancelTimer();
+    this._cancelRefresh();
     this.dispatchEvent(closeEvent(code, reason, wasClean));
     if (this.state === "closed") return;
-    // Refused for good: trying again would not help.
-    if (code === UNAUTHORIZED) {
+    // Refused for good: trying again would not help; nor would a token
+    // that expired, unless authToken is a function that makes fresh ones.
+    if (code === UNAUTHORIZED
+        || (code === TOKEN_EXPIRED && typeof this._options.authToken !== "function")) {
       this.close();
       return;
     }

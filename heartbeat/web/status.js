@@ -68,6 +68,20 @@ function row(cells) {
   return tr;
 }
 
+// A name a token proved (--jwt-key-file) is marked verified; one the
+// client merely claimed, unverified.
+const VERIFIED = "its token, which the server verified, gives this name";
+const UNVERIFIED = "the client claimed this name itself: nothing proves it";
+
+function markName(td, name, verified) {
+  if (!name) return;
+  const mark = document.createElement("span");
+  mark.className = verified ? "verified" : "unverified";
+  mark.textContent = verified ? "verified" : "unverified";
+  mark.title = verified ? VERIFIED : UNVERIFIED;
+  td.append(" ", mark);
+}
+
 // The cluster's nodes as Redis knows them; before the first answer (or
 // while Redis cannot be reached), this machine's own.
 function drawNodes(snapshot) {
@@ -98,10 +112,15 @@ async function find(event) {
     const count = answer.connections.length;
     $("found").textContent = count === 0 ? `${name} is not connected.`
       : `${name} is connected ${count === 1 ? "once" : `${count} times`}:`;
-    table.tBodies[0].replaceChildren(...answer.connections.map((c) => row([
-      c.node, c.connection, c.transport ?? "–", c.peer ?? "–",
-      new Date(c.since * 1000).toLocaleTimeString(), ms(c.rtt ?? null),
-    ])));
+    const named = !answer.connections.some((c) => c.connection === name);
+    table.tBodies[0].replaceChildren(...answer.connections.map((c) => {
+      const tr = row([
+        c.node, c.connection, named ? name : "", c.transport ?? "–", c.peer ?? "–",
+        new Date(c.since * 1000).toLocaleTimeString(), ms(c.rtt ?? null),
+      ]);
+      markName(tr.cells[2], named ? name : null, c.verified);
+      return tr;
+    }));
     table.hidden = count === 0;
   } catch (error) {
     $("found").textContent = `cannot ask the cluster: ${error.message}`;
@@ -118,6 +137,7 @@ function drawTable(snapshot) {
       `${c.silent_for.toFixed(1)} s`, rtt(c, c.rtt), rtt(c, c.smoothed_rtt),
     ];
     const tr = row(cells);
+    markName(tr.cells[4], c.name, c.verified);
     const interval = snapshot.settings.interval;
     if (interval && c.silent_for > interval) tr.cells[6].className = "quiet";
     for (const td of [tr.cells[7], tr.cells[8]]) {

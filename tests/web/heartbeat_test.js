@@ -639,3 +639,76 @@ cases.a_late_pong_deadline_reads_what_arrived_first = () => {
   clock.advance(0.1);
   same(socket.state, "open", "state once the waiting pong is read");
 };
+
+// A function for authToken is asked for a token on each connection; once
+// the server's hello says how long it has, a fresh one goes when three
+// quarters of that are gone, on the same socket, answered by a hello with
+// the fresh token's time; the page outlives three of its tokens' lives.
+cases.refreshes_a_token_that_a_function_makes = () => {
+  let minted = 0;
+  const { socket, clock, sockets } = make({ authToken: () => `t${++minted}`, name: "ann" });
+  const ws = sockets[0];
+  ws.open("heartbeat.v1");
+  same(ws.sent.slice(0, 2), ["auth t1", '{"type":"hello","name":"ann"}'], "sent on open");
+  ws.receive(JSON.stringify({ type: "hello", interval: 10, timeout: 30, name: "ann", expires: 8 }));
+  const tokens = () => ws.sent.filter((m) => m.startsWith("auth "));
+  for (let period = 1; period <= 4; period++) {
+    clock.advance(5.99);
+    same(tokens().length, period, `tokens sent just before refresh ${period}`);
+    clock.advance(0.02);
+    same(tokens().at(-1), `auth t${period + 1}`, `refresh ${period}`);
+    ws.receive(JSON.stringify({ type: "hello", expires: 8 }));
+  }
+  same(minted, 5, "tokens made");
+  same([socket.state, sockets.length], ["open", 1], "one connection throughout");
+};
+
+// A token the function promises is awaited: nothing goes before it, then
+// auth, the hello and the ping, in that order.
+cases.waits_for_a_promised_token = async () => {
+  let resolve;
+  const { sockets } = make({ authToken: () => new Promise((r) => { resolve = r; }) });
+  const ws = sockets[0];
+  ws.open("heartbeat.v1");
+  same(ws.sent, [], "sent before the token");
+  resolve("later");
+  await Promise.resolve();
+  await Promise.resolve();
+  same(ws.sent, ["auth later", '{"type":"hello"}', '{"type":"ping","t":1}'], "sent");
+};
+
+// A function that cannot make a token ends the attempt with an "error"
+// event; the page tries again after its backoff and the function then.
+cases.a_token_that_cannot_be_made_ends_the_attempt = () => {
+  let failing = true;
+  const { socket, clock, sockets, events } = make({
+    authToken: () => { if (failing) throw new Error("backend down"); return "ok"; } });
+  sockets[0].open();
+  same(sockets[0].sent, [], "nothing sent");
+  same(socket.state, "reconnecting", "state");
+  check(events.includes("error undefined"), `events ${events}`);
+  failing = false;
+  clock.advance(1);
+  sockets[1].open();
+  same(sockets[1].sent[0], "auth ok", "the next attempt's token");
+};
+
+// Closed with 4003 (token expired), a page that can make tokens comes back
+// with a fresh one; one with a fixed token stops, as for 4001: the same
+// token could only be refused.
+cases.an_expired_token_is_renewed_or_final = () => {
+  let minted = 0;
+  const renewing = make({ authToken: () => `t${++minted}` });
+  renewing.sockets[0].open();
+  renewing.sockets[0].drop(4003, "token expired");
+  same(renewing.socket.state, "reconnecting", "state with a function");
+  renewing.clock.advance(1);
+  renewing.sockets[1].open();
+  same(renewing.sockets[1].sent[0], "auth t2", "a fresh token");
+  const fixed = make({ authToken: "s3cret" });
+  fixed.sockets[0].open();
+  fixed.sockets[0].drop(4003, "token expired");
+  same(fixed.socket.state, "closed", "state with a fixed token");
+  fixed.clock.advance(100);
+  same(fixed.sockets.length, 1, "attempts");
+};

@@ -196,14 +196,17 @@ def test_frozen_page_keeps_its_connection(page, twistd, serve_page):
 def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_page, artifacts,
                                                  opened):
     """The status page lists the test's line and WebSocket peers with their
-    round trips (a peer that pings on its own schedule is said to), its
-    node, and where a connection is; its chart draws; a screenshot is kept."""
+    round trips (a peer that pings on its own schedule is said to) and a
+    name one gave itself, marked unverified, its node, and where a
+    connection is; its chart draws; a screenshot is kept."""
     server = twistd("--interval", "0.5", "--timeout", "1.5",
                     ports=("port", "websocket-port", "status-port"))
     peers = []
     for _ in range(3):
         peers.append(AnsweringPeer(server.ports["port"]))
         opened.append(peers[-1])
+    # One names itself: the page marks its name as merely claimed.
+    peers[0].sock.sendall(b"heartbeat/1 name=alice\n")
     pinger = AnsweringPeer(server.ports["port"])
     opened.append(pinger)
 
@@ -245,8 +248,11 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     assert [(n[1], n[2]) for n in nodes] == [("alive", "6")]
 
     presence = json.load(urlopen(server.url("status-port", "/presence.json"), timeout=5))
-    keys = [entry["name"] for entry in presence["names"]]
-    assert len(keys) == 6
+    names = [entry["name"] for entry in presence["names"]]
+    keys = [name for name in names if "#" in name]
+    assert len(names) == 6 and len(keys) == 5 and "alice" in names
+    [named] = [r for r in table if r[4].startswith("alice")]
+    assert named[4] == "alice unverified"
     measuredIds = {r[0] for r in table if r[7].endswith(" ms")}
     measuredKey = next(key for key in keys if key.rsplit(".", 1)[1] in measuredIds)
     page.fill("#name", measuredKey)
@@ -254,7 +260,9 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
     page.wait_for_selector("#where:not([hidden])")
     [found] = page.eval_on_selector_all(
         "#where tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-    assert found[1] == measuredKey and re.fullmatch(r"\d+\.\d ms", found[5])
+    # Found by its key, it has no name to mark.
+    assert found[1] == measuredKey and found[2] == ""
+    assert re.fullmatch(r"\d+\.\d ms", found[6])
 
     def drawn():
         points = page.eval_on_selector_all(
