@@ -32,7 +32,9 @@ def main(argv=None) -> None:
                         "timer baselines")
     parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")],
                         help="connection counts for hold (default "
-                        "1000,5000,15000; quick 1000)")
+                        "1000,5000,15000; quick 1000); the first is also "
+                        "the clients of reconnect (default 5000) and the "
+                        "connections of cluster (default 15000)")
     parser.add_argument("--hold-seconds", type=float,
                         help="measured hold per run (default 30; quick 3)")
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")],
@@ -100,7 +102,7 @@ def main(argv=None) -> None:
         ) + "\n")
     if "reconnect" in chosen:
         out.write(scenarios.reconnect(
-            kinds, 1000 if quick else 5000, logdir,
+            kinds, (args.sizes or [1000 if quick else 5000])[0], logdir,
         ) + "\n")
     if "workers" in chosen:
         out.write(scenarios.workers(

@@ -41,6 +41,8 @@ class Server:
     heartbeat example (see L{bench.workerman}), on 127.0.0.1.
 
     @ivar options: more command-line options, for C{heartbeat} only.
+    @ivar backlog: the listen backlog set in C{heartbeat}'s C{--port}, or
+        C{None} for the server's own default, as a user gets it.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Server:
         workers: int = 1,
         logdir: str = "/tmp",
         options: Sequence[str] = (),
+        backlog: Optional[int] = None,
     ) -> None:
         self.kind = kind
         self.port = port
@@ -60,6 +63,7 @@ class Server:
         self.workers = workers
         self.logdir = logdir
         self.options = list(options)
+        self.backlog = backlog
         self.process: Optional[subprocess.Popen] = None
 
     def command(self) -> List[str]:
@@ -73,8 +77,9 @@ class Server:
                     "--interval", str(self.interval),
                     "--timeout", str(self.timeout),
                     "--sweep", str(sweep)]
-        # The server's own listen backlog, as a user gets it.
         endpoint = f"tcp:{self.port}:interface=127.0.0.1"
+        if self.backlog is not None:
+            endpoint += f":backlog={self.backlog}"
         command = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=",
                    "-l", os.path.join(self.logdir, f"heartbeat-{self.port}.log"),
                    "heartbeat", "--port", endpoint,

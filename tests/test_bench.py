@@ -90,3 +90,14 @@ def test_api_scenario_times_every_line_to_both_nodes(tmp_path):
         assert " 20/20 " in line
         received, sent = line.split()[-1].split("/")
         assert received == sent and int(sent) > 0
+
+
+def test_reconnect_scenario_shows_the_backlog_beside_twisteds(tmp_path):
+    """The reconnect table has heartbeat restarted with its own listen
+    backlog and with Twisted's 50, and every client comes back to both."""
+    out = scenarios.reconnect(["heartbeat"], 200, str(tmp_path))
+    rows = [line.split("  ")[0] for line in out.splitlines()[-2:]]
+    assert rows == ["heartbeat", "heartbeat backlog=50"]
+    for line in out.splitlines()[-2:]:
+        back = line[len("heartbeat backlog=50"):].split()[0]
+        assert int(back.replace(",", "")) >= 200
