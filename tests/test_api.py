@@ -162,6 +162,16 @@ def test_names_with_any_printable_character_are_reached(api):
     assert odd.readline() == b"hi"
 
 
+def test_presence_pages_after_a_name_holding_a_percent(api):
+    """A page after a name holding '%', percent-encoded in the query once,
+    starts after that very name: 'a%41' is not read as 'aA'."""
+    server, api = api
+    held = [peer(server, "a%41"), peer(server, "a0")]
+    assert api.call("GET", "/presence?limit=1&after=a%2541") == (
+        200, {"count": 2, "names": ["a0"], "next": "a0"})
+    assert all(nothing_more(connection) for connection in held)
+
+
 class Recorder:
     """A server factory's cluster-wide API that records the lines sent."""
 

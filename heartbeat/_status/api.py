@@ -53,12 +53,18 @@ class ApiError(Exception):
 
 def parse_name(raw: bytes) -> str:
     """
-    A name from a path segment or a query, percent-decoded: 1 to 256
-    printable ASCII characters, no spaces.
+    A name from a path segment, percent-decoded: see L{check_name}.
+    """
+    return check_name(unquote_to_bytes(raw))
+
+
+def check_name(name: bytes) -> str:
+    """
+    A name as given, already decoded (Twisted decodes a query's values):
+    1 to 256 printable ASCII characters, no spaces.
 
     @raise ApiError: it is not one.
     """
-    name = unquote_to_bytes(raw)
     if not 0 < len(name) <= MAX_NAME or name.translate(None, _NAME_BYTES):
         raise ApiError(
             400, "bad_name",
@@ -239,7 +245,7 @@ class ApiResource(Resource):
     def page(self, request: Request, name: None) -> Deferred:
         after = request.args.get(b"after")
         limit = request.args.get(b"limit")
-        after = None if after is None else parse_name(after[0])
+        after = None if after is None else check_name(after[0])
         if limit is None:
             count = DEFAULT_LIMIT
         elif limit[0].isdigit() and 1 <= int(limit[0]) <= MAX_LIMIT:
