@@ -18,10 +18,11 @@ from .._framing.handshake import (
     parse_handshake,
 )
 from .._framing.line import AUTH, ERROR, HeartbeatLineProtocol
+from .._framing.resume import SessionLines
 from .timing import follow_server
 
 
-class HeartbeatClientProtocol(HeartbeatLineProtocol):
+class HeartbeatClientProtocol(SessionLines, HeartbeatLineProtocol):
     """
     A client connection: sends its handshake and pings at once to prove the
     server alive, then reports to its factory.  Subclass and override
@@ -60,6 +61,14 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         self.heartbeatPing()
 
     def lineReceived(self, line: bytes) -> None:
+        if self._heartbeatSession is not None:
+            # The server escapes application lines that begin with
+            # "error": this one is its reason for closing.
+            if line.startswith(ERROR + b" "):
+                self.factory.serverClosedWithError(line[len(ERROR) + 1 :].rstrip(b"\r"))
+            else:
+                super().lineReceived(line)
+            return
         held = self._heldError
         if held is not None:
             self._heldError = None
@@ -96,6 +105,26 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
             else:
                 follow_server(self, answer)
         return True
+
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
+        """
+        Send one application line; with a session, through the factory,
+        which keeps it until the server acknowledges it.
+        """
+        if self._heartbeatSession is None:
+            super().sendMessage(line, isBinary)
+        else:
+            self.factory.sendMessage(line)
+
+    def sessionBroken(self, why: str) -> None:
+        self.log.warn(
+            "the server broke the session's rules ({why}): reconnecting", why=why
+        )
+        self.stopHeartbeat()
+        self.transport.abortConnection()
+
+    def sessionTakenOver(self) -> None:
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         held = self._heldError

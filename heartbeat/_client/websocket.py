@@ -16,6 +16,7 @@ from .._framing.handshake import (
     Handshake,
     HandshakeError,
     handshake_from_json,
+    json_fields,
 )
 from .._framing.line import AUTH
 from .._framing.websocket import OPEN, WebSocketHeartbeat, timers_on
@@ -53,7 +54,7 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         if factory.authToken is not None:
             self.sendMessage(AUTH + b" " + factory.authToken)
         if self.websocket_protocol_in_use == SUBPROTOCOL:
-            self.sendControlMessage("hello", **factory.handshakeFields())
+            self.sendControlMessage("hello", **json_fields(factory.handshakeFields()))
         self.heartbeatPing()
 
     def helloReceived(self, message: dict) -> None:
@@ -76,8 +77,25 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         super().onPong(payload)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self._heard()
+        # The server's first message is usually its hello: read it before
+        # the connection is declared healthy, which takes its session.
         super().onMessage(payload, isBinary)
+        self._heard()
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        """
+        Send a message; with a session, through the factory, which keeps it
+        until the server acknowledges it.
+        """
+        if self._heartbeatSession is None:
+            super().sendMessage(payload, isBinary, **kwargs)
+        else:
+            self.factory._send(payload, isBinary)
+
+    def sessionTakenOver(self) -> None:
+        self.transport.abortConnection()
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         # The server's close reason means what its 'error' line would mean

@@ -26,7 +26,8 @@ from the prefix: this needs a single Redis (with replicas, or Valkey),
 not Redis Cluster.
 
 A presence event is a line, C{J NODE NAME} or C{L NODE REASON NAME} with
-REASON C{c} (closed), C{t} (timeout) or C{d} (node died); a message may
+REASON C{c} (closed), C{t} (timeout), C{d} (node died) or C{e} (a
+session expired); a message may
 hold several, one per line.
 """
 
@@ -36,7 +37,7 @@ from typing import Iterator, Optional, Tuple
 
 PREFIX = "heartbeat:"
 
-REASON_CODES = {"closed": "c", "timeout": "t", "node died": "d"}
+REASON_CODES = {"closed": "c", "timeout": "t", "node died": "d", "expired": "e"}
 REASONS_BY_CODE = {code: reason for reason, code in REASON_CODES.items()}
 
 

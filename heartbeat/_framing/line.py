@@ -104,6 +104,8 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         "_partialSince": None,
         "_buffer": b"",
         "_busyReceiving": False,
+        # The session the connection carries, if it asked for one.
+        "_heartbeatSession": None,
     }
 
     @property
@@ -140,6 +142,9 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         elif len(line) > self.maxLineLength:
             self.lineLengthExceeded(line)
             return
+        if self._heartbeatSession is not None:
+            self.sessionLineReceived(line)
+            return
         heartbeat = parse_heartbeat(line)
         if heartbeat is None:
             self.messageReceived(line)
@@ -148,6 +153,13 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             self.pingReceived(heartbeat[1])
         else:
             self.heartbeatPongReceived(heartbeat[1])
+
+    def sessionLineReceived(self, line: bytes) -> None:
+        """
+        A line of a connection that carries a session: the session framing
+        (L{heartbeat._framing.resume.SessionLines}) reads it.
+        """
+        raise NotImplementedError
 
     def pingReceived(self, token: Optional[bytes]) -> None:
         """

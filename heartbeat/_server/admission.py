@@ -76,6 +76,8 @@ class CountedByServer:
         "heartbeatPresent": False,
         "_heartbeatJoined": False,
         "_heartbeatMayNegotiate": False,
+        # The session this connection carries (see heartbeat._session).
+        "_heartbeatSession": None,
     }
     # Set only when the server asks for a token, as the connection is made.
     _heartbeatAuthCall: Optional[IDelayedCall] = None
@@ -181,7 +183,28 @@ class CountedByServer:
                 )
             else:
                 self.heartbeatName = fields["name"] = name
+        sessions = server.sessions
+        if "resume" in handshake and sessions is not None:
+            fields.update(sessions.negotiate(self, handshake))
         return fields
+
+    def heartbeatHandshakeAnswered(self) -> None:
+        """
+        The framing has written the handshake's answer: a session it gave
+        carries this connection's lines from now on (and what its client
+        has not received is written again, after the answer).
+        """
+        if self._heartbeatSession is not None:
+            self.heartbeatServer.sessions.open(self)
+
+    @property
+    def heartbeatMember(self) -> Any:
+        """
+        What the cluster knows this connection's client by: its session,
+        if it has one (which outlives the connection), else the connection.
+        """
+        session = self._heartbeatSession
+        return self if session is None else session
 
     def heartbeatEnterPresence(self) -> None:
         """
@@ -192,7 +215,10 @@ class CountedByServer:
             self.heartbeatPresent = True
             server = self.heartbeatServer
             server.handshakeSettled()
-            server.cluster.join(self)
+            if self._heartbeatSession is None:
+                # A session is present from its start to its end, whatever
+                # its connections do.
+                server.cluster.join(self)
 
     def heartbeatDisconnect(self) -> None:
         """
@@ -211,7 +237,12 @@ class CountedByServer:
         server = self.heartbeatServer
         if self.heartbeatPresent:
             self.heartbeatPresent = False
-            server.cluster.leave(self, reason)
+            session = self._heartbeatSession
+            if session is None:
+                server.cluster.leave(self, reason)
+            else:
+                # Its client may come back: the session waits for it.
+                server.sessions.detach(session, self)
         elif self.heartbeatAdmitted:
             server.handshakeSettled()
         self.heartbeatAdmitted = False

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._core.protocol import peer_name
+from .._session.session import CLOSED
 from .._framing.handshake import (
     HandshakeError,
     format_handshake,
@@ -24,7 +25,12 @@ from .._framing.line import (
     TOO_MANY_PINGS,
     HeartbeatLineProtocol,
 )
+from .._framing.resume import SessionLines
 from .admission import CountedByServer
+
+# Why the server closes a session connection, as its error line says.
+SESSION_OVERFLOW = b"session overflow"
+BAD_ACK = b"bad ack"
 
 # Pings a peer may send at once, however close together, before the
 # factory's minPingInterval governs its rate: enough for a person typing
@@ -62,7 +68,7 @@ def _perLineSetting(name: str) -> property:
     return property(attrgetter("factory." + name))
 
 
-class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
+class HeartbeatServerProtocol(CountedByServer, SessionLines, HeartbeatLineProtocol):
     """
     A server connection: registers with its factory, enforces its limits,
     echoes application lines back.  Subclass and override L{messageReceived}
@@ -123,6 +129,7 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
             self.closeWithError(BAD_HANDSHAKE, quiet=True)
             return
         self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
+        self.heartbeatHandshakeAnswered()
         self.heartbeatEnterPresence()
 
     def heartbeatRefuse(self, reason: bytes) -> None:
@@ -159,7 +166,46 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         super().pingReceived(token)
 
     def messageReceived(self, line: bytes) -> None:
-        self.sendLine(line)
+        session = self._heartbeatSession
+        if session is None:
+            self.sendLine(line)
+        else:
+            session.send(line)
+
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
+        session = self._heartbeatSession
+        if session is None:
+            super().sendMessage(line, isBinary)
+        elif b"\n" in line:
+            raise ValueError("an application line must not contain b'\\n'")
+        else:
+            session.send(line)
+
+    # A session's end, as this framing tells it
+
+    def sessionTakenOver(self) -> None:
+        self._endedBecause = "session resumed by a newer connection"
+        self.heartbeatEndPresence()
+        self.stopHeartbeat()
+        self.transport.abortConnection()
+
+    def sessionOverflowed(self) -> None:
+        self.closeWithError(SESSION_OVERFLOW)
+
+    def sessionBroken(self, why: str) -> None:
+        self.log.info("closing {peer}: {why}", peer=peer_name(self), why=why)
+        self.closeWithError(BAD_ACK, quiet=True)
+
+    def sessionByeReceived(self) -> None:
+        session = self._heartbeatSession
+        self._endedBecause = "session ended by the client"
+        self.heartbeatServer.sessions.end(session, CLOSED)
+        self.heartbeatEndPresence()
+        # Nothing after its bye is the client's session's, nor served.
+        self._closingWithError = True
+        self.clearLineBuffer()
+        self.stopHeartbeat()
+        self.transport.loseConnection()
 
 
 class BroadcastServerProtocol(HeartbeatServerProtocol):
@@ -168,4 +214,4 @@ class BroadcastServerProtocol(HeartbeatServerProtocol):
     """
 
     def messageReceived(self, line: bytes) -> None:
-        self.factory.relay(line, exclude=self)
+        self.factory.relay(line, exclude=self.heartbeatMember)

@@ -23,6 +23,7 @@ from .._framing.handshake import (
     seconds,
 )
 from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
+from .._session.session import CLOSED
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
     DISCONNECTED_CODE,
@@ -38,6 +39,12 @@ from .._framing.websocket import (
 from .admission import CountedByServer
 from .assets import Asset
 from .factory import HeartbeatServerFactory
+
+# Close codes by which a client says it is gone for good, not reconnecting.
+_GOODBYES = (1000, 1001)
+# Why the server closes a session's connection.
+SESSION_OVERFLOW_CODE = 4008
+SESSION_TAKEN_OVER = 4009
 
 # The close code that tells a page why it was not admitted.
 _REFUSALS = {
@@ -133,6 +140,7 @@ class HeartbeatWebSocketServerProtocol(
         self.sendControlMessage(
             "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
         )
+        self.heartbeatHandshakeAnswered()
         self.heartbeatEnterPresence()
 
     def heartbeatDisconnect(self) -> None:
@@ -143,6 +151,16 @@ class HeartbeatWebSocketServerProtocol(
         super()._heartbeatClose(code, reason)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        session = self._heartbeatSession
+        if (
+            session is not None
+            and not self.closedByMe
+            and code in _GOODBYES
+            and session.connection is self
+        ):
+            # The client closed for good (its page went, or it stopped),
+            # not to reconnect: the server need not keep its session.
+            self.heartbeatServer.sessions.end(session, CLOSED)
         # A close this side began is told by its own code and reason, however
         # the closing handshake ended.
         self.heartbeatLeave(close_description(*(self.heartbeatClosing or (code, reason))))
@@ -151,10 +169,34 @@ class HeartbeatWebSocketServerProtocol(
         super().sendHeartbeatPing(token)
         # A page takes a JSON ping for being served: none before admission.
         if self.heartbeatAdmitted:
-            self.sendControlMessage("ping", t=int(token))
+            session = self._heartbeatSession
+            if session is None:
+                self.sendControlMessage("ping", t=int(token))
+            else:
+                self.sendControlMessage("ping", t=int(token), n=session.countToTell())
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        session = self._heartbeatSession
+        if session is None:
+            super().sendMessage(payload, isBinary, **kwargs)
+        else:
+            session.send(payload, isBinary)
 
     def messageReceived(self, payload: bytes, isBinary: bool) -> None:
         self.sendMessage(payload, isBinary)
+
+    # A session's end, as this framing tells it
+
+    def sessionTakenOver(self) -> None:
+        self.heartbeatClosing = (SESSION_TAKEN_OVER, "session resumed by a newer connection")
+        self.heartbeatEndPresence()
+        self.stopHeartbeat()
+        self._heartbeatAbortClosing()
+
+    def sessionOverflowed(self) -> None:
+        self._heartbeatClose(SESSION_OVERFLOW_CODE, "session overflow")
 
 
 class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
@@ -172,7 +214,7 @@ class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
             )
             self._heartbeatClose(INVALID_MESSAGE, "a message must not contain a newline")
             return
-        self.heartbeatServer.relay(payload, exclude=self, isBinary=isBinary)
+        self.heartbeatServer.relay(payload, exclude=self.heartbeatMember, isBinary=isBinary)
 
 
 def origin_pattern(origin: str) -> str:

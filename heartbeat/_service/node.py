@@ -131,6 +131,9 @@ def server_factory(
         authTimeout=options["auth-timeout"],
         tcpKeepalive=options["tcp-keepalive"],
         cluster=cluster,
+        resumeWindow=options["resume-window"],
+        resumeBuffer=options["resume-buffer"],
+        resumeBufferBytes=options["resume-buffer-bytes"],
     )
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol

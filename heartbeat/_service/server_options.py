@@ -13,6 +13,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from .cluster_options import ClusterOptions
+from .session_options import SessionOptions
 from .options import (
     HeartbeatOptions,
     positive_float,
@@ -153,7 +154,7 @@ def _reactor():
     return reactor
 
 
-class ServerOptions(ClusterOptions, WebOptions, HeartbeatOptions):
+class ServerOptions(SessionOptions, ClusterOptions, WebOptions, HeartbeatOptions):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "
