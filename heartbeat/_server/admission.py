@@ -198,6 +198,16 @@ class CountedByServer:
             self.heartbeatServer.sessions.open(self)
 
     @property
+    def heartbeatSession(self) -> Any:
+        """
+        The session this connection carries (a
+        L{heartbeat._session.member.ServerSession}: what the application
+        sends through it waits there while the client reconnects), or
+        C{None}.
+        """
+        return self._heartbeatSession
+
+    @property
     def heartbeatMember(self) -> Any:
         """
         What the cluster knows this connection's client by: its session,
