@@ -10,7 +10,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from .processes import Controlled, FaultProxy, wait_for
 
@@ -68,12 +68,18 @@ def numbered(prefix: bytes) -> List[bytes]:
     return [prefix + b"%d" % n for n in range(1, COUNT + 1)]
 
 
-def cut_at_random(proxy: FaultProxy, seed: int, extra: Callable[[int], None] = None) -> dict:
+def cut_at_random(
+    proxy: FaultProxy,
+    seed: int,
+    resumed: Callable[[], int],
+    extra: Optional[Callable[[int], None]] = None,
+) -> dict:
     """
     Cut the path CUTS times, each at a random moment of a connection that
-    carries the session (after the client has come back from the last
+    carries the session (once the client has resumed it after the last
     cut), each of a random kind among L{KINDS}, a third of each.
 
+    @param resumed: how many times the client has resumed its session.
     @param extra: called with the cut's number before each cut, to do
         something more then (freeze the server, say).
     @return: how many cuts of each kind were made.
@@ -84,10 +90,10 @@ def cut_at_random(proxy: FaultProxy, seed: int, extra: Callable[[int], None] = N
     rng.shuffle(kinds)
     made = dict.fromkeys(KINDS, 0)
     for number, kind in enumerate(kinds):
-        before = proxy.accepted()
         time.sleep(rng.uniform(0.05, 0.3))
         if extra is not None:
             extra(number)
+        before = resumed()
         if kind == "reset":
             proxy.command("reset")
         else:
@@ -96,9 +102,16 @@ def cut_at_random(proxy: FaultProxy, seed: int, extra: Callable[[int], None] = N
                 time.sleep(rng.uniform(0.05, 0.3))
                 proxy.command("reset-blackholed")
         made[kind] += 1
-        wait_for(lambda: proxy.accepted() > before, timeout=20,
-                 what=f"the client back after cut {number + 1} ({kind}, seed {seed})")
+        wait_for(lambda: resumed() > before, timeout=20, interval=0.02,
+                 what=f"the session resumed after cut {number + 1} ({kind}, seed {seed})")
     return made
+
+
+def count_in(path: Path, text: str) -> Callable[[], int]:
+    """
+    How many times C{text} is in the file at C{path}, as a function.
+    """
+    return lambda: path.read_text(errors="replace").count(text) if path.exists() else 0
 
 
 def wait_until_complete(*paths: Path, timeout: float = 90.0) -> float:

@@ -18,8 +18,10 @@ import pytest
 from .processes import CLIENT, ENV, ROOT, FaultProxy
 from .resumeproof import (
     COUNT,
+    CUTS,
     RATE,
     SessionApp,
+    count_in,
     cut_at_random,
     first_difference,
     lines_of,
@@ -74,8 +76,8 @@ def check(app, received, figure, name, made, elapsed):
     assert got == numbered(b"s"), "client: " + first_difference(got, numbered(b"s"))
     log = app.log()
     assert "cannot resume" not in log and "Traceback" not in log, log
-    # A cut that falls during a handshake is resumed by the next connection.
     resumed = log.count("resumed session")
+    assert resumed >= CUTS
     figure(f"{name}: lines each way / cuts (reset, blackhole, blackhole then reset)",
            f"{COUNT} / {made['reset']}, {made['blackhole']}, {made['blackhole then reset']}")
     figure(f"{name}: sessions resumed", resumed)
@@ -99,7 +101,7 @@ def test_heartbeat_client_delivers_every_line_once_through_cuts(tmp_path, stoppi
     )
     stopping(client)
     feed(client.stdin)
-    made = cut_at_random(proxy, seed())
+    made = cut_at_random(proxy, seed(), count_in(errors, "resumed the session"))
     elapsed = wait_until_complete(app.record, received)
     check(app, received, figure, "proof over lines", made, elapsed)
     assert "lost the session" not in errors.read_text()
@@ -123,7 +125,7 @@ def test_the_websocket_client_delivers_every_message_once_through_cuts(
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=open(errors, "wb"),
     )
     stopping(client)
-    made = cut_at_random(proxy, seed())
+    made = cut_at_random(proxy, seed(), count_in(errors, "resumed the session"))
     elapsed = wait_until_complete(app.record, received)
     check(app, received, figure, "proof over WebSocket", made, elapsed)
     assert "lost the session" not in errors.read_text()

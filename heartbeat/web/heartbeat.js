@@ -219,7 +219,7 @@ export class HeartbeatSocket extends EventTarget {
     if (this.state === "closed") throw new Error("the socket is closed");
     const error = this._refusal(data);
     if (error !== null) throw error;
-    const kept = this._buffer.length + this._unacked.length;
+    const kept = this.buffered;
     // A socket the server is closing would drop the message silently.
     if (this.state === "open" && this._ws.readyState === OPEN && this.sessionId === null) {
       this._write(data);
@@ -267,6 +267,11 @@ export class HeartbeatSocket extends EventTarget {
     if (n > this._sent) return false;
     if (n > acked) this._unacked.splice(0, n - acked);
     return true;
+  }
+
+  /** How many messages are kept: waiting to be sent, or for the server's count. */
+  get buffered() {
+    return this._buffer.length + this._unacked.length;
   }
 
   get pongDeadline() {
