@@ -20,6 +20,7 @@ C{ok} once it is in effect:
                  abort both sides of the blackholed connections
     count        answer the number of connections accepted so far
                  (instead of ok)
+    target PORT  relay new connections to 127.0.0.1:PORT from now on
     delay SECS [SPREAD]
                  hold each chunk SECS seconds before relaying it, or a
                  random time within SPREAD of SECS, still in order
@@ -133,6 +134,8 @@ class Proxy(protocol.Factory):
             for relay in list(self.relays):
                 if relay.blackholed:
                     relay.transport.abortConnection()
+        elif name == "target":
+            self.target = int(words[1])
         elif name == "delay":
             self.delay = float(words[1])
             self.spread = float(words[2]) if len(words) > 2 else 0.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -38,8 +39,8 @@ class SessionApp(Controlled):
     def log(self) -> str:
         return self.logPath.read_text(errors="replace")
 
-    def __init__(self, record: Path, *options: str) -> None:
-        self.logPath = record.with_name(record.name + ".log")
+    def __init__(self, record: Path, *options: str, name: str = "server") -> None:
+        self.logPath = record.with_name(f"{name}.log")
         super().__init__(
             [sys.executable, "tests/sessionapp.py", str(record), str(COUNT), str(RATE)]
             + TIMING
@@ -137,3 +138,21 @@ def first_difference(got: List[bytes], expected: List[bytes]) -> str:
         if a != b:
             return f"at {index}: {got[max(0, index - 2):index + 3]} for {expected[index]}"
     return f"lengths {len(got)} and {len(expected)}"
+
+
+def feed(stdin, count=COUNT, rate=RATE):
+    """
+    Type c1..cCOUNT into a process's standard input at about RATE lines a
+    second, from a thread of its own (a write waits while the process
+    does not read).
+    """
+    def run():
+        batch = max(1, rate // 100)
+        for start in range(1, count + 1, batch):
+            stdin.write(b"".join(b"c%d\n" % n for n in range(start, min(start + batch, count + 1))))
+            stdin.flush()
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

@@ -10,7 +10,11 @@ WEBSOCKET} (the two ports).  Each application line it receives is
 appended to the file RECORD; to each new session it sends the lines C{s1} to C{sCOUNT}, about
 RATE a second, keeping at most 1000 of them unacknowledged.  It logs to
 its standard error.  SERVER OPTIONS: C{--interval}, C{--timeout},
-C{--pong-timeout} and C{--resume-window}, in seconds.
+C{--pong-timeout} and C{--resume-window}, in seconds; C{--redis URL
+--node-id ID} to be a node of a cluster whose sessions live in Redis; and
+C{--echo}, to answer each line C{cN} with C{sN} instead of sending lines
+of its own (a node's count of lines sent would start over where a session
+moves).
 """
 
 import argparse
@@ -37,9 +41,10 @@ class Streams:
     The numbered lines each session gets, and the record of what came in.
     """
 
-    def __init__(self, record, count, rate):
+    def __init__(self, record, count, rate, echo):
         self.record = open(record, "ab", buffering=0)
-        self.count = count
+        self.echo = echo
+        self.count = 0 if echo else count
         self.perTick = max(1, round(rate * TICK))
         self.sent = {}
         loop = LoopingCall(self.tick)
@@ -48,8 +53,11 @@ class Streams:
     def started(self, session):
         self.sent.setdefault(session, 0)
 
-    def received(self, line):
+    def received(self, session, line):
+        # One write, appended: nodes that share the file never mix lines.
         self.record.write(line + b"\n")
+        if self.echo:
+            session.sendMessage(b"s" + line[1:])
 
     def tick(self):
         for session, sent in list(self.sent.items()):
@@ -70,7 +78,7 @@ class Lines(HeartbeatServerProtocol):
             self.factory.streams.started(self.heartbeatSession)
 
     def messageReceived(self, line):
-        self.factory.streams.received(line)
+        self.factory.streams.received(self.heartbeatSession, line)
 
 
 class Pages(HeartbeatWebSocketServerProtocol):
@@ -80,7 +88,7 @@ class Pages(HeartbeatWebSocketServerProtocol):
             self.heartbeatServer.streams.started(self.heartbeatSession)
 
     def messageReceived(self, payload, isBinary):
-        self.heartbeatServer.streams.received(payload)
+        self.heartbeatServer.streams.received(self.heartbeatSession, payload)
 
 
 def main():
@@ -92,17 +100,31 @@ def main():
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--pong-timeout", type=float, default=0.2)
     parser.add_argument("--resume-window", type=float, default=60.0)
+    parser.add_argument("--redis")
+    parser.add_argument("--node-id")
+    parser.add_argument("--echo", action="store_true")
     args = parser.parse_args()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    cluster = sessions = None
+    if args.redis:
+        from heartbeat._session.redis import RedisSessionStore
+        from heartbeat.cluster import RedisCluster
+
+        cluster = RedisCluster(args.redis, nodeId=args.node_id, nodeTimeout=1.0)
+        sessions = RedisSessionStore(cluster, args.resume_window)
+        cluster.start()
+        reactor.addSystemEventTrigger("before", "shutdown", cluster.stop)
     factory = HeartbeatServerFactory(
         heartbeatInterval=args.interval,
         heartbeatTimeout=args.timeout,
         heartbeatPongTimeout=args.pong_timeout,
         minPingInterval=args.interval / 2,
         resumeWindow=args.resume_window,
+        cluster=cluster,
+        sessions=sessions,
     )
     factory.protocol = Lines
-    factory.streams = Streams(args.record, args.count, args.rate)
+    factory.streams = Streams(args.record, args.count, args.rate, args.echo)
     pages = HeartbeatWebSocketServerFactory(factory)
     pages.protocol = Pages
     ports = []

@@ -10,10 +10,7 @@ for WebSocket, with the library's WebSocket client.
 import os
 import subprocess
 import sys
-import threading
 import time
-
-import pytest
 
 from .processes import CLIENT, ENV, ROOT, FaultProxy
 from .resumeproof import (
@@ -25,22 +22,10 @@ from .resumeproof import (
     cut_at_random,
     first_difference,
     lines_of,
+    feed,
     numbered,
     wait_until_complete,
 )
-
-
-@pytest.fixture
-def stopping():
-    """Stops every process a test registers, whatever happens."""
-    processes = []
-    yield processes.append
-    for process in reversed(processes):
-        if hasattr(process, "stop"):
-            process.stop()
-        elif process.poll() is None:
-            process.terminate()
-            process.wait(10)
 
 
 def seed():
@@ -48,24 +33,6 @@ def seed():
     value = int(os.environ.get("HEARTBEAT_PROOF_SEED", time.time_ns() % 1_000_000))
     print(f"cut seed {value} (HEARTBEAT_PROOF_SEED)")
     return value
-
-
-def feed(stdin, count=COUNT, rate=RATE):
-    """
-    Type c1..cCOUNT into a process's standard input at about RATE lines a
-    second, from a thread of its own (a write waits while the process
-    does not read).
-    """
-    def run():
-        batch = max(1, rate // 100)
-        for start in range(1, count + 1, batch):
-            stdin.write(b"".join(b"c%d\n" % n for n in range(start, min(start + batch, count + 1))))
-            stdin.flush()
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def check(app, received, figure, name, made, elapsed):

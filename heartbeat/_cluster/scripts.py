@@ -10,6 +10,9 @@ Keys (in the database the URL names)::
     heartbeat:conns:ID       hash: connection key -> name, the node's records
     heartbeat:name:NAME      hash: connection key -> since, a name's records
     heartbeat:names          sorted set (all scores 0): the present names
+    heartbeat:session:ID     hash, and heartbeat:session:ID:lines, list: a
+                             client's session (see heartbeat._session.scripts)
+    heartbeat:sessions:ID    set: the ids of the sessions a node holds
 
 Channels (Redis's channels are not per database, so they carry it)::
 
@@ -106,6 +109,21 @@ local function drop(prefix, node, key, name, code, events)
   events[#events + 1] = 'L ' .. node .. ' ' .. code .. ' ' .. name
 end
 
+-- The sessions a node held wait for their clients, for their window,
+-- counted from now: any node may resume them until then.
+local function release(prefix, node)
+  local held = prefix .. 'sessions:' .. node
+  local t = now()
+  for _, sid in ipairs(redis.call('SMEMBERS', held)) do
+    local key = prefix .. 'session:' .. sid
+    local window = tonumber(redis.call('HGET', key, 'window') or '0')
+    redis.call('HSET', key, 'owner', '', 'expires', tostring(t + window))
+    redis.call('PEXPIRE', key, math.floor((window + 3600) * 1000))
+    redis.call('PEXPIRE', key .. ':lines', math.floor(window * 1000) + 1)
+  end
+  redis.call('DEL', held)
+end
+
 local function reap(prefix, node, code, events)
   redis.call('ZREM', prefix .. 'nodes', node)
   local conns = prefix .. 'conns:' .. node
@@ -114,6 +132,7 @@ local function reap(prefix, node, code, events)
     drop(prefix, node, records[i], records[i + 1], code, events)
   end
   redis.call('DEL', conns, prefix .. 'node:' .. node)
+  release(prefix, node)
 end
 
 local function publish(channel, events)

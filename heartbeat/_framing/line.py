@@ -26,6 +26,7 @@ BAD_HANDSHAKE = b"bad handshake"
 TOO_MANY_PINGS = b"too many pings"
 UNAUTHORIZED = b"unauthorized"
 DISCONNECTED = b"disconnected by server"
+SESSIONS_UNAVAILABLE = b"sessions unavailable"
 
 # What a token may hold: printable ASCII but the space.
 _TOKEN_BYTES = bytes(range(0x21, 0x7F))

@@ -129,6 +129,9 @@ class SessionLines:
 
     def sessionLineReceived(self, line: bytes) -> None:
         session = self._heartbeatSession
+        if session.pending:
+            session.input.append(line)
+            return
         control = parse_control(line)
         if control is None:
             session.receive(line[1:] if line[:1] == ESCAPE else line)

@@ -222,6 +222,9 @@ class WebSocketHeartbeat(HeartbeatProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self._heartbeatSession
+        if session is not None and session.pending:
+            session.input.append((payload, isBinary))
+            return
         message = None if isBinary else _control(
             payload, _MAX_HEARTBEAT, _CONTROL if session is None else _SESSION_CONTROL
         )

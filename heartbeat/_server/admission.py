@@ -6,15 +6,18 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 
 from .._cluster.identity import may_be_a_name
 from .._cluster.interface import CLOSED, TIMEOUT
 from .._core.protocol import peer_name
 from .._framing.handshake import Handshake, timing_fields
-from .._framing.line import AUTH, SERVER_FULL, UNAUTHORIZED
+from .._framing.line import AUTH, SERVER_FULL, SESSIONS_UNAVAILABLE, UNAUTHORIZED
+from .._session.session import Held
 from .tcp import enable_tcp_keepalive
 
 
@@ -183,19 +186,81 @@ class CountedByServer:
                 )
             else:
                 self.heartbeatName = fields["name"] = name
-        sessions = server.sessions
-        if "resume" in handshake and sessions is not None:
-            fields.update(sessions.negotiate(self, handshake))
         return fields
+
+    def heartbeatAnswer(self, handshake: Handshake) -> None:
+        """
+        Answer the client's handshake: the fields of
+        L{heartbeatHandshakeReceived}, and the session's when it asks for
+        one, written by the framing's L{heartbeatSendAnswer} at once, or
+        once the store has found the session (in Redis, say).  Until then
+        what the client sends is held, and read after the answer.
+        """
+        fields = self.heartbeatHandshakeReceived(handshake)
+        sessions = self.heartbeatServer.sessions
+        if sessions is None or "resume" not in handshake:
+            self._heartbeatAnswered(fields)
+            return
+        found = sessions.negotiate(self, handshake)
+        if not isinstance(found, Deferred):
+            fields.update(found)
+            self._heartbeatAnswered(fields)
+            return
+        held = self._heartbeatSession = Held()
+
+        def answer(sessionFields: Dict[str, Any]) -> None:
+            if not self.heartbeatAdmitted:
+                # Gone meanwhile: its session waits for the next connection.
+                sessions.abandon(self)
+                return
+            fields.update(sessionFields)
+            self._heartbeatAnswered(fields)
+            self.heartbeatReadHeld(held.input)
+
+        def unavailable(failure: Failure) -> None:
+            self._heartbeatLog.warn(  # type: ignore[attr-defined]
+                "{peer}: its session cannot be resumed now ({why}): closing, "
+                "for it to try again",
+                peer=peer_name(self),
+                why=failure.getErrorMessage(),
+            )
+            self._heartbeatSession = None
+            if self.heartbeatAdmitted:
+                self.heartbeatRefuse(SESSIONS_UNAVAILABLE)
+
+        found.addCallbacks(answer, unavailable)
+
+    def _heartbeatAnswered(self, fields: Dict[str, Any]) -> None:
+        self.heartbeatSendAnswer(fields)
+        if self._heartbeatSession is not None:
+            # The session carries this connection's lines from now on, and
+            # what its client has not received goes again, after the answer.
+            self.heartbeatServer.sessions.open(self)
+        self.heartbeatEnterPresence()
+        self.heartbeatHandshakeAnswered()
+
+    def heartbeatSendAnswer(self, fields: Dict[str, Any]) -> None:
+        """
+        Write the handshake's answer, in the framing's way.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatSendAnswer"
+        )
+
+    def heartbeatReadHeld(self, held: List[Any]) -> None:
+        """
+        Read what the client sent while its answer was being found, in the
+        framing's way.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatReadHeld"
+        )
 
     def heartbeatHandshakeAnswered(self) -> None:
         """
-        The framing has written the handshake's answer: a session it gave
-        carries this connection's lines from now on (and what its client
-        has not received is written again, after the answer).
+        The handshake is answered, and its session (if any) carries this
+        connection; override to act on it.
         """
-        if self._heartbeatSession is not None:
-            self.heartbeatServer.sessions.open(self)
 
     @property
     def heartbeatSession(self) -> Any:

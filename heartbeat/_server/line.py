@@ -6,7 +6,7 @@ lines while keeping hostile peers in check.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -128,9 +128,16 @@ class HeartbeatServerProtocol(CountedByServer, SessionLines, HeartbeatLineProtoc
             )
             self.closeWithError(BAD_HANDSHAKE, quiet=True)
             return
-        self.sendLine(format_handshake(self.heartbeatHandshakeReceived(handshake)))
-        self.heartbeatHandshakeAnswered()
-        self.heartbeatEnterPresence()
+        self.heartbeatAnswer(handshake)
+
+    def heartbeatSendAnswer(self, fields: Dict[str, Any]) -> None:
+        self.sendLine(format_handshake(fields))
+
+    def heartbeatReadHeld(self, held: List[bytes]) -> None:
+        for line in held:
+            if self._closingWithError or self.transport.disconnecting:
+                return
+            self.sessionLineReceived(line)
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)

@@ -6,7 +6,7 @@ that also serves the browser client.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -22,7 +22,13 @@ from .._framing.handshake import (
     json_fields,
     seconds,
 )
-from .._framing.line import BAD_HANDSHAKE, DISCONNECTED, SERVER_FULL, UNAUTHORIZED
+from .._framing.line import (
+    BAD_HANDSHAKE,
+    DISCONNECTED,
+    SERVER_FULL,
+    SESSIONS_UNAVAILABLE,
+    UNAUTHORIZED,
+)
 from .._session.session import CLOSED
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
@@ -51,6 +57,7 @@ _REFUSALS = {
     SERVER_FULL: TRY_AGAIN_LATER,
     UNAUTHORIZED: UNAUTHORIZED_CODE,
     BAD_HANDSHAKE: INVALID_MESSAGE,
+    SESSIONS_UNAVAILABLE: TRY_AGAIN_LATER,
 }
 class HeartbeatWebSocketServerProtocol(
     CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
@@ -137,11 +144,14 @@ class HeartbeatWebSocketServerProtocol(
             )
             self.heartbeatRefuse(BAD_HANDSHAKE)
             return
-        self.sendControlMessage(
-            "hello", **json_fields(self.heartbeatHandshakeReceived(handshake))
-        )
-        self.heartbeatHandshakeAnswered()
-        self.heartbeatEnterPresence()
+        self.heartbeatAnswer(handshake)
+
+    def heartbeatSendAnswer(self, fields: Dict[str, Any]) -> None:
+        self.sendControlMessage("hello", **json_fields(fields))
+
+    def heartbeatReadHeld(self, held: List[Any]) -> None:
+        for payload, isBinary in held:
+            self.onMessage(payload, isBinary)
 
     def heartbeatDisconnect(self) -> None:
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
@@ -170,10 +180,11 @@ class HeartbeatWebSocketServerProtocol(
         # A page takes a JSON ping for being served: none before admission.
         if self.heartbeatAdmitted:
             session = self._heartbeatSession
-            if session is None:
+            count = None if session is None else session.countToTell()
+            if count is None:
                 self.sendControlMessage("ping", t=int(token))
             else:
-                self.sendControlMessage("ping", t=int(token), n=session.countToTell())
+                self.sendControlMessage("ping", t=int(token), n=count)
 
     def sendMessage(  # type: ignore[override]
         self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object

@@ -54,16 +54,26 @@ class ServerSession(Session):
     # Sending, within the store's bounds
 
     def send(self, payload: bytes, isBinary: Optional[bool] = None) -> None:
+        if self.keepWithin(payload, isBinary):
+            connection = self.connection
+            if connection is not None:
+                connection.sessionWrite(payload, isBinary)
+
+    def keepWithin(self, payload: bytes, isBinary: Optional[bool]) -> bool:
+        """
+        Keep C{payload} as the session's next line, within the store's
+        bounds: one line over them ends the session.
+
+        @return: whether it was kept (the session lives).
+        """
         store = self.store
         if store is None:
-            return
+            return False
         self.keep(payload, isBinary)
         if self.unacknowledged > store.maxLines or self._unackedBytes > store.maxBytes:
             store.overflowed(self)
-            return
-        connection = self.connection
-        if connection is not None:
-            connection.sessionWrite(payload, isBinary)
+            return False
+        return True
 
     def acks(self) -> AckScheduler:
         return self.store.acks

@@ -15,6 +15,7 @@ the lines kept stay few under load and none once idle.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Any, Deque, List, Optional, Tuple, Union
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -47,6 +48,25 @@ def payload_of(kept: Kept) -> Tuple[bytes, Optional[bool]]:
     return kept, None
 
 
+class Held:
+    """
+    In a connection's place for its session while the store finds it: what
+    the client sends meanwhile is held, to be read once the answer is
+    written.
+
+    @ivar input: what was held, as the framing received it.
+    """
+
+    pending = True
+    store = None
+
+    def __init__(self) -> None:
+        self.input: List[Any] = []
+
+    def countToTell(self) -> None:
+        return None
+
+
 class Session:
     """
     The state of one side of a session.
@@ -68,6 +88,8 @@ class Session:
     __slots__ = ("received", "sent", "_unacked", "_unackedBytes", "connection", "_owed")
 
     ackEvery = 64
+    # Not a L{Held}: the connection reads through the session.
+    pending = False
 
     def __init__(self) -> None:
         self.received = 0
@@ -103,6 +125,16 @@ class Session:
         The lines kept, oldest first.
         """
         return [] if self._unacked is None else list(self._unacked)
+
+    def keptLines(self, start: int, stop: int) -> List[Kept]:
+        """
+        The lines kept from the C{start}th to before the C{stop}th, counted
+        from the oldest (0).
+        """
+        unacked = self._unacked
+        if unacked is None or stop <= start:
+            return []
+        return list(islice(unacked, max(0, start), stop))
 
     # Sending
 
@@ -198,12 +230,20 @@ class Session:
                 self.acks().owe(self)
         self.connection.sessionDeliver(payload, isBinary)
 
+    @property
+    def confirmed(self) -> int:
+        """
+        How many of the lines received this side may tell the other it has:
+        all of them, unless they must first be recorded (in Redis).
+        """
+        return self.received
+
     def countToTell(self) -> int:
         """
         The count, for a heartbeat or acknowledgement about to carry it.
         """
         self._owed = 0
-        return self.received
+        return self.confirmed
 
     def tellCount(self) -> None:
         """

@@ -97,6 +97,7 @@ class SessionStore:
     log = Logger()
     remember = 3600.0
     maxRemembered = 10000
+    sessionClass = ServerSession
 
     def __init__(
         self,
@@ -118,8 +119,9 @@ class SessionStore:
         self.refused: Counter = Counter()
         self.ended: Counter = Counter()
         # Connections whose handshake answer is being written: the count
-        # the client gave, and whether the session is new.
-        self._opening: Dict[Any, Tuple[int, bool]] = {}
+        # the client gave, whether the session enters this node's presence
+        # (it is new here), and whether it is resumed.
+        self._opening: Dict[Any, Tuple[int, bool, bool]] = {}
         self._detached: Deque[Tuple[float, ServerSession]] = deque()
         self._detachedCount = 0
         self._expiry: Optional[IDelayedCall] = None
@@ -161,21 +163,33 @@ class SessionStore:
         session = None if sid is None else self.sessions.get(sid)
         reason = self._refusal(connection, session, sid, peerReceived)
         if reason is not None:
-            self.refused[reason] += 1
-            self.log.info(
-                "{peer} cannot resume session {session}: {reason}; a new one "
-                "is started",
-                peer=peer_name(connection),
-                session=(asked or "")[:8],
-                reason=reason,
-            )
-            fields = self._start(connection)
-            fields["lost"] = reason
-            return fields
+            return self._lost(connection, asked, reason)
         assert session is not None and peerReceived is not None
+        return self._resume(connection, session, peerReceived, False)
+
+    def _lost(self, connection: Any, asked: str, reason: str) -> Fields:
+        """
+        The session C{asked} for cannot be resumed, for C{reason}: a new one
+        is started, and the answer says why.
+        """
+        self.refused[reason] += 1
+        self.log.info(
+            "{peer} cannot resume session {session}: {reason}; a new one is "
+            "started",
+            peer=peer_name(connection),
+            session=asked[:8],
+            reason=reason,
+        )
+        fields = self._start(connection)
+        fields["lost"] = reason
+        return fields
+
+    def _resume(
+        self, connection: Any, session: ServerSession, peerReceived: int, new: bool
+    ) -> Fields:
         connection._heartbeatSession = session
-        self._opening[connection] = (peerReceived, False)
-        return {"session": asked, "received": session.received}
+        self._opening[connection] = (peerReceived, new, True)
+        return {"session": session_id_text(session.sid), "received": session.confirmed}
 
     def _refusal(
         self,
@@ -201,11 +215,11 @@ class SessionStore:
 
     def _start(self, connection: Any) -> Fields:
         sid = new_session_id()
-        session = ServerSession(sid, self, connection)
+        session = self.sessionClass(sid, self, connection)
         self.sessions[sid] = session
         self.opened += 1
         connection._heartbeatSession = session
-        self._opening[connection] = (0, True)
+        self._opening[connection] = (0, True, False)
         return {"session": session_id_text(sid), "received": 0}
 
     def open(self, connection: Any) -> None:
@@ -215,7 +229,7 @@ class SessionStore:
         one the server had not yet found dead) is closed at once, and the
         lines the client has not received are written again.
         """
-        peerReceived, new = self._opening.pop(connection)
+        peerReceived, new, resumed = self._opening.pop(connection)
         session = connection._heartbeatSession
         if new:
             self.cluster.join(session)
@@ -225,7 +239,7 @@ class SessionStore:
             previous.sessionTakenOver()
         replayed = session.unacknowledged
         session.replay()
-        if not new:
+        if resumed:
             self.resumed += 1
             self.log.info(
                 "{peer} resumed session {session}{over}: {replayed} lines "
@@ -240,6 +254,18 @@ class SessionStore:
 
     # Connections lost, sessions ended
 
+    def abandon(self, connection: Any) -> None:
+        """
+        C{connection} ended before the answer that gives it its session
+        could be written: the session waits for the next one.
+        """
+        peerReceived, new, resumed = self._opening.pop(connection)
+        session = connection._heartbeatSession
+        if new:
+            self.cluster.join(session)
+        if session.connection is None and session.detachedAt is None:
+            self._wait(session)
+
     def detach(self, session: ServerSession, connection: Any) -> None:
         """
         C{connection}, which carried C{session}, is lost: the session waits
@@ -247,6 +273,9 @@ class SessionStore:
         """
         if session.store is not self or not session.detach(connection):
             return
+        self._wait(session)
+
+    def _wait(self, session: ServerSession) -> None:
         now = self.clock.seconds()
         session.detachedAt = now
         self._detachedCount += 1
@@ -301,16 +330,10 @@ class SessionStore:
         """
         if session.store is not self:
             return
-        del self.sessions[session.sid]
-        self._returned(session)
-        self.acks.forget(session)
-        session.store = None
-        session.connection = None
         lost = session.unacknowledged
-        session.acknowledge(session.sent)
+        self._remove(session, LEFT_EXPIRED if reason == EXPIRED else LEFT_CLOSED)
         self.ended[reason] += 1
         self._remember(session.sid, reason)
-        self.cluster.leave(session, LEFT_EXPIRED if reason == EXPIRED else LEFT_CLOSED)
         if reason != CLOSED:
             self.log.info(
                 "session {session} ended ({reason}), {lost} lines unacknowledged",
@@ -318,6 +341,23 @@ class SessionStore:
                 reason=reason,
                 lost=lost,
             )
+
+    def _remove(self, session: ServerSession, left: str) -> Any:
+        """
+        Take C{session} out of this store: it leaves presence for C{left},
+        and what it kept is dropped.
+
+        @return: the connection that carried it, or C{None}.
+        """
+        connection = session.connection
+        del self.sessions[session.sid]
+        self._returned(session)
+        self.acks.forget(session)
+        session.store = None
+        session.connection = None
+        session.acknowledge(session.sent)
+        self.cluster.leave(session, left)
+        return connection
 
     def _remember(self, sid: bytes, reason: str) -> None:
         now = self.clock.seconds()
