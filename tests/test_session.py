@@ -501,3 +501,85 @@ def test_a_session_connection_sets_no_attribute_after_it_is_made(clock):
     clock.advance(1)
     assert set(vars(protocol)) == initial
     lose(protocol)
+
+
+class Producer:
+    """
+    A producer of lines (standard input, say) that records being paused.
+    """
+
+    def __init__(self):
+        self.paused = False
+        self.pauses = 0
+
+    def pauseProducing(self):
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        pass
+
+
+def test_the_buffer_bounds_what_the_server_has_not_acknowledged(clock):
+    """With a session, maxBufferedMessages bounds the lines the server has
+    not acknowledged, connected or not; a registered producer is paused
+    when it is reached and resumed once acknowledgements make room, so it
+    never meets BufferFull."""
+    from heartbeat import BufferFull
+
+    link = link_for(clock)
+    client = link.client
+    client.maxBufferedMessages = 3
+    producer = Producer()
+    client.registerProducer(producer)
+    link.silence()
+    for n in range(3):
+        client.sendMessage(b"%d" % n)
+    assert producer.paused
+    with pytest.raises(BufferFull):
+        client.sendMessage(b"one too many")
+    link.advance(TIMEOUT + 1)
+    assert not producer.paused
+    assert link.hub.got == [b"0", b"1", b"2"]
+    assert client.bufferedMessages == 0 and producer.pauses == 1
+
+
+def test_the_session_id_is_the_servers(clock):
+    """The client's sessionId is the one the server gave, kept across a
+    resumption; None from a server that offers none."""
+    link = link_for(clock)
+    [sid] = [session for session in link.hub.sessions.sessions]
+    from heartbeat._session.store import session_id_text
+
+    assert link.client.sessionId == session_id_text(sid)
+    link.reset()
+    link.advance(0.5)
+    assert link.client.sessionId == session_id_text(sid)
+    plain = link_for(clock, resumeWindow=0)
+    assert plain.client.sessionId is None
+
+
+def test_the_window_counts_from_the_last_loss(clock):
+    """A session lost, resumed just before its window ended, and lost again
+    lives a whole window after the second loss, not the first; then it
+    ends, and leaves no timer behind."""
+    factory = HeartbeatServerFactory(clock=clock, resumeWindow=10)
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"heartbeat/1 resume\n")
+    sid = take(transport).split(b"session=")[1].split()[0]
+    lose(protocol)
+    clock.advance(9)
+    again, againTransport = connect(factory)
+    again.dataReceived(b"heartbeat/1 resume=%s received=0\n" % sid)
+    assert b"lost" not in take(againTransport)
+    lose(again)
+    clock.advance(9.9)
+    assert factory.sessions.detachedCount == 1
+    clock.advance(0.2)
+    assert factory.sessions.sessions == {}
+    assert factory.sessions.ended["expired"] == 1
+    factory.stopFactory()
+    assert clock.getDelayedCalls() == []

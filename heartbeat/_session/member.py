@@ -20,14 +20,12 @@ class ServerSession(Session):
     that carries it: present from its first connection until it ends, and
     handed every line for its client, kept while the client is away.
 
-    @ivar sid: the session's id, 16 random bytes.
+    @ivar sid: the session's id, 128 random bits.
     @ivar store: the store that holds it, or C{None} once it has ended.
     @ivar heartbeatConnectionId: the number of its first connection on
         this node, by which the cluster knows it.
     @ivar heartbeatName: its client's name, or C{None}.
     @ivar heartbeatSince: when its first connection was admitted.
-    @ivar detachedAt: when its last connection was lost, or C{None} while
-        one carries it.
     """
 
     __slots__ = (
@@ -36,17 +34,15 @@ class ServerSession(Session):
         "heartbeatConnectionId",
         "heartbeatName",
         "heartbeatSince",
-        "detachedAt",
     )
 
-    def __init__(self, sid: bytes, store: Any, connection: Any) -> None:
+    def __init__(self, sid: int, store: Any, connection: Any) -> None:
         super().__init__()
         self.sid = sid
         self.store = store
         self.heartbeatConnectionId: int = connection.heartbeatConnectionId
         self.heartbeatName: Optional[str] = connection.heartbeatName
         self.heartbeatSince: float = connection.heartbeatSince
-        self.detachedAt: Optional[float] = None
 
     def __repr__(self) -> str:
         return f"<ServerSession {self.store.describe(self) if self.store else 'ended'}>"

@@ -66,7 +66,7 @@ class RedisServerSession(ServerSession):
 
     __slots__ = ("epoch", "committed", "stored")
 
-    def __init__(self, sid: bytes, store: Any, connection: Any) -> None:
+    def __init__(self, sid: int, store: Any, connection: Any) -> None:
         super().__init__(sid, store, connection)
         self.epoch = 1
         self.committed = 0
@@ -184,7 +184,7 @@ class RedisSessionStore(SessionStore):
         return d.addCallback(self._taken, connection, sid, asked, peerReceived)
 
     def _taken(
-        self, reply: List[Any], connection: Any, sid: bytes, asked: str, peerReceived: int
+        self, reply: List[Any], connection: Any, sid: int, asked: str, peerReceived: int
     ) -> Fields:
         status = reply[0].decode("ascii", "replace")
         if status == "here":

@@ -14,9 +14,7 @@ the lines kept stay few under load and none once idle.
 
 from __future__ import annotations
 
-from collections import deque
-from itertools import islice
-from typing import Any, Deque, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -94,8 +92,11 @@ class Session:
     def __init__(self) -> None:
         self.received = 0
         self.sent = 0
-        # None while every line is acknowledged: an empty deque is 600 bytes.
-        self._unacked: Optional[Deque[Kept]] = None
+        # None while every line is acknowledged.  A list, not a deque: a
+        # deque's first block alone is over 500 bytes, and thousands of
+        # sessions that each keep a line or two at once would leave that
+        # much per session in the process's memory for good.
+        self._unacked: Optional[List[Kept]] = None
         self._unackedBytes = 0
         self.connection: Any = None
         # Lines received since the count was last told to the other side.
@@ -134,7 +135,7 @@ class Session:
         unacked = self._unacked
         if unacked is None or stop <= start:
             return []
-        return list(islice(unacked, max(0, start), stop))
+        return unacked[max(0, start) : stop]
 
     # Sending
 
@@ -145,7 +146,7 @@ class Session:
         """
         unacked = self._unacked
         if unacked is None:
-            unacked = self._unacked = deque()
+            unacked = self._unacked = []
         unacked.append(payload if isBinary is None else (payload, isBinary))
         self._unackedBytes += len(payload)
         self.sent += 1
@@ -183,10 +184,9 @@ class Session:
             self._unackedBytes = 0
             return
         size = 0
-        popleft = unacked.popleft
-        for _ in range(drop):
-            kept = popleft()
+        for kept in unacked[:drop]:
             size += len(kept if not isinstance(kept, tuple) else kept[0])
+        del unacked[:drop]
         self._unackedBytes -= size
 
     def countReceived(self, count: int) -> bool:

@@ -45,28 +45,34 @@ _EPSILON = 1e-6
 Fields = Dict[str, Union[str, int, None]]
 
 
-def new_session_id() -> bytes:
-    return secrets.token_bytes(_ID_BYTES)
+def new_session_id() -> int:
+    """
+    A new session id: 128 random bits, as an int (which holds them in
+    less memory than bytes would, at every session).
+    """
+    return secrets.randbits(8 * _ID_BYTES)
 
 
-def session_id_text(sid: bytes) -> str:
+def session_id_text(sid: int) -> str:
     """
     A session id as the handshake carries it.
     """
-    return base64.urlsafe_b64encode(sid).rstrip(b"=").decode("ascii")
+    raw = sid.to_bytes(_ID_BYTES, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def parse_session_id(text: Optional[str]) -> Optional[bytes]:
+def parse_session_id(text: Optional[str]) -> Optional[int]:
     """
     The session id a client gave, or C{None} if it cannot be one.
     """
     if text is None or len(text) != _ID_LENGTH:
         return None
     try:
-        sid = base64.urlsafe_b64decode(text + "==")
+        raw = base64.urlsafe_b64decode(text + "==")
     except ValueError:
         return None
-    return sid if session_id_text(sid) == text else None
+    sid = int.from_bytes(raw, "big")
+    return sid if len(raw) == _ID_BYTES and session_id_text(sid) == text else None
 
 
 class SessionStore:
@@ -112,7 +118,7 @@ class SessionStore:
         self.window = window
         self.maxLines = maxLines
         self.maxBytes = maxBytes
-        self.sessions: Dict[bytes, ServerSession] = {}
+        self.sessions: Dict[int, ServerSession] = {}
         self.acks = AckScheduler(clock)
         self.opened = 0
         self.resumed = 0
@@ -122,11 +128,14 @@ class SessionStore:
         # the client gave, whether the session enters this node's presence
         # (it is new here), and whether it is resumed.
         self._opening: Dict[Any, Tuple[int, bool, bool]] = {}
+        # The sessions that wait for their client, with when they expire
+        # (here rather than in each session: most sessions never wait),
+        # and the same in the order they expire.
+        self._waiting: Dict[ServerSession, float] = {}
         self._detached: Deque[Tuple[float, ServerSession]] = deque()
-        self._detachedCount = 0
         self._expiry: Optional[IDelayedCall] = None
-        self._gone: Dict[bytes, str] = {}
-        self._goneOrder: Deque[Tuple[float, bytes]] = deque()
+        self._gone: Dict[int, str] = {}
+        self._goneOrder: Deque[Tuple[float, int]] = deque()
 
     def describe(self, session: ServerSession) -> str:
         """
@@ -142,7 +151,7 @@ class SessionStore:
         """
         How many sessions wait for their client to come back.
         """
-        return self._detachedCount
+        return len(self._waiting)
 
     # The handshake
 
@@ -195,7 +204,7 @@ class SessionStore:
         self,
         connection: Any,
         session: Optional[ServerSession],
-        sid: Optional[bytes],
+        sid: Optional[int],
         peerReceived: Optional[int],
     ) -> Optional[str]:
         """
@@ -263,7 +272,7 @@ class SessionStore:
         session = connection._heartbeatSession
         if new:
             self.cluster.join(session)
-        if session.connection is None and session.detachedAt is None:
+        if session.connection is None and session not in self._waiting:
             self._wait(session)
 
     def detach(self, session: ServerSession, connection: Any) -> None:
@@ -276,10 +285,9 @@ class SessionStore:
         self._wait(session)
 
     def _wait(self, session: ServerSession) -> None:
-        now = self.clock.seconds()
-        session.detachedAt = now
-        self._detachedCount += 1
-        self._detached.append((now + self.window, session))
+        expires = self.clock.seconds() + self.window
+        self._waiting[session] = expires
+        self._detached.append((expires, session))
         if self._expiry is None:
             self._expiry = self.clock.callLater(self.window, self._expire)
 
@@ -288,11 +296,9 @@ class SessionStore:
         C{session} waits for its client no more (it is back, or the session
         ended): once none waits, the expiry timer goes.
         """
-        if session.detachedAt is None:
+        if self._waiting.pop(session, None) is None:
             return
-        session.detachedAt = None
-        self._detachedCount -= 1
-        if not self._detachedCount:
+        if not self._waiting:
             self._detached.clear()
             call, self._expiry = self._expiry, None
             if call is not None and call.active():
@@ -303,9 +309,9 @@ class SessionStore:
         now = self.clock.seconds() + _EPSILON
         detached = self._detached
         while detached and detached[0][0] <= now:
-            session = detached.popleft()[1]
-            at = session.detachedAt
-            if session.store is self and at is not None and at + self.window <= now:
+            expires, session = detached.popleft()
+            # Only its latest wait counts: it may have come back since.
+            if self._waiting.get(session) == expires:
                 self.end(session, EXPIRED)
         if detached:
             self._expiry = self.clock.callLater(
@@ -359,7 +365,7 @@ class SessionStore:
         self.cluster.leave(session, left)
         return connection
 
-    def _remember(self, sid: bytes, reason: str) -> None:
+    def _remember(self, sid: int, reason: str) -> None:
         now = self.clock.seconds()
         gone, order = self._gone, self._goneOrder
         while order and (
