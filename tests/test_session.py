@@ -583,3 +583,66 @@ def test_the_window_counts_from_the_last_loss(clock):
     assert factory.sessions.ended["expired"] == 1
     factory.stopFactory()
     assert clock.getDelayedCalls() == []
+
+
+class LateStore:
+    """
+    A session store that answers when the test says (as Redis does, a
+    round trip later), in memory otherwise.
+    """
+
+    def __init__(self, clock):
+        from heartbeat._session.store import SessionStore
+
+        class Late(SessionStore):
+            answers = []
+
+            def negotiate(self, connection, handshake):
+                from twisted.internet.defer import Deferred
+
+                found = Deferred()
+                self.answers.append(
+                    lambda: found.callback(SessionStore.negotiate(self, connection, handshake)))
+                return found
+
+        self.store = Late(clock, None)
+
+    def answer(self):
+        self.store.answers.pop(0)()
+
+
+def test_while_the_store_answers_the_clients_lines_wait(clock):
+    """While the store looks for the session, what the client sends is
+    held and nothing is written: then the answer goes first, the client's
+    lines are read in order after it, and a line the application sent
+    meanwhile goes through the session."""
+    late = LateStore(clock)
+    factory = HeartbeatServerFactory(clock=clock, sessions=late.store)
+    late.store.cluster = factory.cluster
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"heartbeat/1 resume\nping 1 0\nhello\n")
+    protocol.sendMessage(b"from the application")
+    assert take(transport) == b""
+    late.answer()
+    written = take(transport).split(b"\n")
+    assert written[0].startswith(b"heartbeat/1 id=1 ") and b"session=" in written[0]
+    assert written[1:] == [b"from the application", b"pong 1 0", b"hello", b""]
+    assert protocol.heartbeatSession.sent == 2
+    lose(protocol)
+
+
+def test_a_connection_gone_before_its_answer_leaves_its_session_waiting(clock):
+    """A connection lost while the store looks for its session leaves the
+    session waiting for the next one, with what the application sent it."""
+    late = LateStore(clock)
+    factory = HeartbeatServerFactory(clock=clock, sessions=late.store)
+    late.store.cluster = factory.cluster
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"heartbeat/1 resume\n")
+    protocol.sendMessage(b"kept")
+    lose(protocol)
+    late.answer()
+    assert take(transport) == b""
+    [session] = late.store.sessions.values()
+    assert session.connection is None and late.store.detachedCount == 1
+    assert session.unacknowledgedLines() == [b"kept"]

@@ -210,11 +210,17 @@ class CountedByServer:
 
         def answer(sessionFields: Dict[str, Any]) -> None:
             if not self.heartbeatAdmitted:
-                # Gone meanwhile: its session waits for the next connection.
+                # Gone meanwhile: its session waits for the next connection,
+                # with what the application sent it.
                 sessions.abandon(self)
+                for payload, isBinary in held.output:
+                    self._heartbeatSession.send(payload, isBinary)
                 return
             fields.update(sessionFields)
             self._heartbeatAnswered(fields)
+            session = self._heartbeatSession
+            for payload, isBinary in held.output:
+                session.send(payload, isBinary)
             self.heartbeatReadHeld(held.input)
 
         def unavailable(failure: Failure) -> None:

@@ -50,16 +50,23 @@ class Held:
     """
     In a connection's place for its session while the store finds it: what
     the client sends meanwhile is held, to be read once the answer is
-    written.
+    written, and what the application sends it is held, to go through the
+    session once it is found.
 
-    @ivar input: what was held, as the framing received it.
+    @ivar input: what the client sent, as the framing received it.
+    @ivar output: what the application sent, C{(payload, isBinary)}.
     """
 
     pending = True
     store = None
+    connection = None
 
     def __init__(self) -> None:
         self.input: List[Any] = []
+        self.output: List[Tuple[bytes, Optional[bool]]] = []
+
+    def send(self, payload: bytes, isBinary: Optional[bool] = None) -> None:
+        self.output.append((payload, isBinary))
 
     def countToTell(self) -> None:
         return None
