@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from .processes import Controlled, FaultProxy, wait_for
 
@@ -39,10 +39,12 @@ class SessionApp(Controlled):
     def log(self) -> str:
         return self.logPath.read_text(errors="replace")
 
-    def __init__(self, record: Path, *options: str, name: str = "server") -> None:
+    def __init__(self, record: Path, *options: str, name: str = "server",
+                 prefix: Sequence[str] = ()) -> None:
         self.logPath = record.with_name(f"{name}.log")
         super().__init__(
-            [sys.executable, "tests/sessionapp.py", str(record), str(COUNT), str(RATE)]
+            list(prefix)
+            + [sys.executable, "tests/sessionapp.py", str(record), str(COUNT), str(RATE)]
             + TIMING
             + list(options),
             stderr=open(self.logPath, "wb"),

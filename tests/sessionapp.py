@@ -5,7 +5,7 @@ numbered lines to each session.
 
     python tests/sessionapp.py RECORD COUNT RATE [SERVER OPTIONS]
 
-It serves lines and WebSocket on 127.0.0.1 and prints C{listening LINE
+It serves lines and WebSocket on 127.0.0.1 (or C{--interface}) and prints C{listening LINE
 WEBSOCKET} (the two ports).  Each application line it receives is
 appended to the file RECORD; to each new session it sends the lines C{s1} to C{sCOUNT}, about
 RATE a second, keeping at most 1000 of them unacknowledged.  It logs to
@@ -103,6 +103,7 @@ def main():
     parser.add_argument("--redis")
     parser.add_argument("--node-id")
     parser.add_argument("--echo", action="store_true")
+    parser.add_argument("--interface", default="127.0.0.1")
     args = parser.parse_args()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     cluster = sessions = None
@@ -134,10 +135,9 @@ def main():
         if len(ports) == 2:
             print("listening", *ports, flush=True)
 
-    serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory).addCallback(
-        listening
-    )
-    serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+    where = f"tcp:0:interface={args.interface}"
+    serverFromString(reactor, where).listen(factory).addCallback(listening)
+    serverFromString(reactor, where).listen(
         websocket_site(pages)
     ).addCallback(listening)
     reactor.run()
