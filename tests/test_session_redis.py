@@ -140,3 +140,36 @@ def test_a_killed_node_loses_nothing_redis_kept(redis, tmp_path, stopping, figur
 
 def c_lines(record):
     return len(set(lines_of(record)))
+
+
+def test_a_session_of_a_dead_node_expires_explicitly(redis, tmp_path, stopping):
+    """A session whose node died lives its window from when the others
+    find the node dead; a client back after that is told 'expired'."""
+    record = tmp_path / "record"
+    options = ("--redis", redis.url, "--echo", "--resume-window", "1")
+    nodes = {name: SessionApp(record, *options, "--node-id", name, name=name)
+             for name in ("a", "b")}
+    for app in nodes.values():
+        stopping(app)
+    proxy = FaultProxy(nodes["a"].linePort)
+    stopping(proxy)
+    received, errors = tmp_path / "stdout", tmp_path / "stderr"
+    client = subprocess.Popen(
+        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
+        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
+        stdout=open(received, "wb"), stderr=open(errors, "wb"),
+    )
+    stopping(client)
+    client.stdin.write(b"c1\n")
+    client.stdin.flush()
+    wait_for(lambda: lines_of(received) == [b"s1"], what="the first echo")
+    nodes["a"].process.send_signal(signal.SIGKILL)
+    # Node timeout (1 s), then the window (1 s), while the client knocks
+    # on the dead node's door.
+    time.sleep(3.5)
+    proxy.command(f"target {nodes['b'].linePort}")
+    wait_for(lambda: "lost the session (expired)" in errors.read_text(), timeout=10,
+             what="the client told its session expired")
+    client.stdin.write(b"c2\n")
+    client.stdin.flush()
+    wait_for(lambda: lines_of(received) == [b"s1", b"s2"], what="the next echo, in a new session")
