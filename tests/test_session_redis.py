@@ -4,6 +4,7 @@ between the nodes of a cluster and survives a node's restart, with every
 line delivered once, in order, both ways.
 """
 
+import re
 import signal
 import subprocess
 import time
@@ -173,3 +174,42 @@ def test_a_session_of_a_dead_node_expires_explicitly(redis, tmp_path, stopping):
     client.stdin.write(b"c2\n")
     client.stdin.flush()
     wait_for(lambda: lines_of(received) == [b"s1", b"s2"], what="the next echo, in a new session")
+
+
+def test_workers_on_redis_resume_a_session_whichever_gets_the_client(redis, tmp_path, stopping):
+    """twistd heartbeat --workers 2 --redis: a client cut again and again
+    comes back to either worker, which resumes its session; every line
+    is echoed once, in order."""
+    from .processes import Server, free_port
+
+    port = free_port()
+    server = Server("--workers", "2", "--redis", redis.url, "--node-id", "w",
+                    "--interval", "0.2", "--timeout", "3", "--pong-timeout", "0.2",
+                    description=f"tcp:{port}:interface=127.0.0.1")
+    stopping(server)
+    wait_for(lambda: server.log().count("starting on") >= 2, what="both workers")
+    proxy = FaultProxy(port)
+    stopping(proxy)
+    received, errors = tmp_path / "stdout", tmp_path / "stderr"
+    client = subprocess.Popen(
+        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
+        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
+        stdout=open(received, "wb"), stderr=open(errors, "wb"),
+    )
+    stopping(client)
+    resumed = count_in(errors, "resumed the session")
+    count = 1500
+    feed(client.stdin, count, 500)
+    for _ in range(6):
+        time.sleep(0.3)
+        before = resumed()
+        proxy.command("reset")
+        wait_for(lambda: resumed() > before, timeout=20, what="the session resumed")
+    expected = [b"c%d" % n for n in range(1, count + 1)]
+    wait_for(lambda: len(lines_of(received)) >= count, timeout=60, what="every echo")
+    time.sleep(0.5)
+    got = lines_of(received)
+    assert got == expected, first_difference(got, expected)
+    assert "lost the session" not in errors.read_text()
+    assert "sessions kept 120s in Redis" in server.log()
+    assert re.findall(r"worker \d: .*resumed session", server.log())
