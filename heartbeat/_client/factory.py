@@ -371,31 +371,34 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         """
         answer = protocol.heartbeatServerHandshake
         granted = answer.get("session") if answer is not None else None
-        received = parse_count((answer.get("received") or "").encode()) if granted else None
         session = self._session
-        if session is not None:
-            if granted == session.sid and received is not None:
-                try:
-                    session.attach(protocol, received)
-                except SessionError as e:
-                    self.log.warn("the server's session does not match: {why}", why=e)
-                    self._loseSession(MISMATCH)
-                else:
-                    protocol._heartbeatSession = session
-                    replayed = session.unacknowledged
-                    session.replay()
-                    self.log.info(
-                        "resumed the session: {replayed} lines sent again",
-                        replayed=replayed,
-                    )
-                    return
-            else:
-                lost = answer.get("lost") if granted else None
-                self._loseSession(lost or (UNKNOWN if granted else UNSUPPORTED))
-        if granted is not None and received == 0:
-            self._session = session = ClientSession(granted, self._acks, self)
-            session.attach(protocol, 0)
+        if granted is None:
+            if session is not None:
+                self._loseSession(UNSUPPORTED)
+            return
+        received = parse_count((answer.get("received") or "").encode())
+        if session is not None and granted == session.sid and received is not None:
+            try:
+                session.attach(protocol, received)
+            except SessionError as e:
+                # Its state is not ours: this connection cannot carry it.
+                self._loseSession(MISMATCH)
+                protocol.sessionBroken(str(e))
+                return
             protocol._heartbeatSession = session
+            replayed = session.unacknowledged
+            session.replay()
+            self.log.info("resumed the session: {replayed} lines sent again",
+                          replayed=replayed)
+            return
+        if session is not None:
+            self._loseSession(answer.get("lost") or UNKNOWN)
+        if received != 0:
+            protocol.sessionBroken(f"a new session counts {received!r} lines, not 0")
+            return
+        self._session = session = ClientSession(granted, self._acks, self)
+        session.attach(protocol, 0)
+        protocol._heartbeatSession = session
 
     def _loseSession(self, reason: str) -> None:
         session, self._session = self._session, None

@@ -12,7 +12,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._core.protocol import peer_name
-from .._session.session import CLOSED
 from .._framing.handshake import (
     HandshakeError,
     format_handshake,
@@ -26,6 +25,7 @@ from .._framing.line import (
     HeartbeatLineProtocol,
 )
 from .._framing.resume import SessionLines
+from .._session.session import CLOSED
 from .admission import CountedByServer
 
 # Why the server closes a session connection, as its error line says.

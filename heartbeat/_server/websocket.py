@@ -29,7 +29,6 @@ from .._framing.line import (
     SESSIONS_UNAVAILABLE,
     UNAUTHORIZED,
 )
-from .._session.session import CLOSED
 from .._framing.websocket import (
     _MAX_HEARTBEAT,
     DISCONNECTED_CODE,
@@ -42,6 +41,7 @@ from .._framing.websocket import (
     close_description,
     timers_on,
 )
+from .._session.session import CLOSED
 from .admission import CountedByServer
 from .assets import Asset
 from .factory import HeartbeatServerFactory
