@@ -646,3 +646,22 @@ def test_a_connection_gone_before_its_answer_leaves_its_session_waiting(clock):
     [session] = late.store.sessions.values()
     assert session.connection is None and late.store.detachedCount == 1
     assert session.unacknowledgedLines() == [b"kept"]
+
+
+def test_a_session_the_server_disconnects_is_lost_as_closed(clock):
+    """disconnect(name) ends the client's session too: the client is told
+    'error disconnected by server' and, when it comes back, 'closed'."""
+    hub = HeartbeatServerFactory(clock=clock, heartbeatInterval=INTERVAL,
+                                 heartbeatTimeout=TIMEOUT, heartbeatPongTimeout=PONG_TIMEOUT)
+    hub.protocol = RecordingServer
+    client = LossRecorder(clock)
+    client.protocol = Recorder
+    client.name = "alice"
+    link = connected(Link(clock, hub, client))
+    told = []
+    link.hub.disconnect("alice").addCallback(told.append)
+    assert told == [1]
+    # The server closes after its error line has lingered (a second).
+    link.advance(2)
+    assert link.client.lost == [("closed", [])]
+    assert len(link.hub.sessions.sessions) == 1
