@@ -665,3 +665,40 @@ def test_a_session_the_server_disconnects_is_lost_as_closed(clock):
     link.advance(2)
     assert link.client.lost == [("closed", [])]
     assert len(link.hub.sessions.sessions) == 1
+
+
+def test_a_count_told_before_redis_had_it_is_told_again(clock):
+    """In Redis, the count told is what Redis has; lines recorded after a
+    count went out are acknowledged once recorded, so that the client's
+    buffer empties when traffic stops."""
+    from heartbeat._session.redis import RedisServerSession
+    from heartbeat._session.session import AckScheduler
+
+    class Store:
+        maxLines, maxBytes = 1000, 1 << 20
+        acks = AckScheduler(clock)
+
+        def changed(self, session):
+            pass
+
+    class Connection:
+        heartbeatConnectionId, heartbeatName, heartbeatSince = 1, None, 0.0
+        told = []
+
+        def sessionDeliver(self, payload, isBinary):
+            pass
+
+        def sessionAck(self, count):
+            self.told.append(count)
+
+    connection = Connection()
+    session = RedisServerSession(1, Store(), connection)
+    session.attach(connection, 0)
+    for _ in range(64):
+        session.receive(b"line")
+    assert connection.told == [0]
+    session.recorded(64, 0)
+    clock.advance(0.2)
+    assert connection.told == [0, 64]
+    clock.advance(1)
+    assert connection.told == [0, 64] and clock.getDelayedCalls() == []

@@ -62,18 +62,27 @@ class RedisServerSession(ServerSession):
     @ivar epoch: the session's epoch in Redis, as this node knows it.
     @ivar committed: the lines received whose count Redis has.
     @ivar stored: the lines sent that Redis has (and that may be written).
+    @ivar told: the count last told to the client.
     """
 
-    __slots__ = ("epoch", "committed", "stored")
+    __slots__ = ("epoch", "committed", "stored", "told")
 
     def __init__(self, sid: int, store: Any, connection: Any) -> None:
         super().__init__(sid, store, connection)
         self.epoch = 1
         self.committed = 0
         self.stored = 0
+        self.told = 0
 
     @property
     def confirmed(self) -> int:
+        return self.committed
+
+    def countToTell(self) -> int:
+        # What is told is what Redis has; what it gets later is told once
+        # it has it (see recorded).
+        self._owed = 0
+        self.told = self.committed
         return self.committed
 
     def send(self, payload: bytes, isBinary: Optional[bool] = None) -> None:
@@ -107,6 +116,10 @@ class RedisServerSession(ServerSession):
         """
         if received > self.committed:
             self.committed = received
+            if received > self.told and self.store is not None:
+                # Lines told before Redis had them are owed again.
+                self._owed = self._owed or 1
+                self.acks().owe(self)
         stored = self.stored
         if sent <= stored:
             return

@@ -77,7 +77,7 @@ while i <= #ARGV do
       redis.call('LTRIM', lines, acked - was, -1)
       redis.call('HSET', key, 'acked', acked)
     end
-    for j = stored - before + 1, n do
+    for j = math.max(1, stored - before + 1), n do
       redis.call('RPUSH', lines, ARGV[first + j - 1])
     end
     if before + n > stored then
