@@ -19,7 +19,7 @@ from .._framing.handshake import (
     SUBPROTOCOL,
     handshake_from_json,
     json_fields,
-    seconds,
+    timing_fields,
 )
 from .._framing.line import (
     BAD_HANDSHAKE,
@@ -111,10 +111,16 @@ class HeartbeatWebSocketServerProtocol(
         # and sends what it kept for the next connection.
         self.sendControlMessage(
             "hello",
-            interval=self.heartbeatInterval,
-            timeout=self.heartbeatTimeout,
-            pongTimeout=seconds(self.heartbeatPongTimeout),
-            maxLength=self.maxLineLength,
+            **json_fields(
+                dict(
+                    timing_fields(
+                        self.heartbeatInterval,
+                        self.heartbeatTimeout,
+                        self.heartbeatPongTimeout,
+                        self.maxLineLength,
+                    )
+                )
+            ),
         )
         # It will send no hello, so there is no name to wait for.
         self.heartbeatEnterPresence()
