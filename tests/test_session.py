@@ -5,14 +5,20 @@ connections, and a session that cannot be resumed says so.
 """
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from heartbeat import HeartbeatClientFactory, HeartbeatServerFactory
+from heartbeat._cluster.interface import ClusterUnavailable
+from heartbeat._framing.handshake import parse_handshake
+from heartbeat._session.store import SessionStore
 
 from .helpers import connect, lose, take
 from .sessionlink import Link, Recorder, RecordingServer, websocket_classes
 
 INTERVAL, TIMEOUT, PONG_TIMEOUT = 1.0, 3.0, 0.5
+case = SynchronousTestCase()
 
 
 class RecordsLoss:
@@ -703,3 +709,75 @@ def test_a_count_told_before_redis_had_it_is_told_again(clock):
     assert connection.told == [0, 64]
     clock.advance(1)
     assert connection.told == [0, 64] and clock.getDelayedCalls() == []
+
+
+def session_id_in(answer):
+    return parse_handshake(answer.splitlines()[0]).fields["session"]
+
+
+def test_broadcasts_before_the_handshake_reach_a_resumed_session_once(clock):
+    """A line broadcast while the client's new connection waits for its
+    handshake reaches it once: the session kept it, so the connection does
+    not send it again; a session started with the handshake gets what was
+    broadcast while it waited, through the session."""
+    server = HeartbeatServerFactory(clock=clock, heartbeatInterval=None,
+                                    heartbeatTimeout=None)
+    first, transport = connect(server)
+    server.broadcast(b"b0")
+    first.dataReceived(b"heartbeat/1 resume\n")
+    answer = take(transport)
+    assert answer.endswith(b"\nb0\n")
+    (session,) = server.sessions.sessions.values()
+    assert session.sent == 1
+    lose(first)
+    server.broadcast(b"b1")
+    again, transport = connect(server)
+    server.broadcast(b"b2")
+    again.dataReceived(b"heartbeat/1 resume=%s received=1\n" % session_id_in(answer).encode())
+    assert take(transport).split(b"\n")[1:] == [b"b1", b"b2", b""]
+    assert session.sent == 3
+
+
+def test_a_late_handshake_gets_no_session(epoch_clock):
+    """A connection whose handshake comes after the handshake wait is in
+    presence as itself already: it is answered without a session (and the
+    log says why), so that its name is never present twice."""
+    from .tokens import mint, verifier
+
+    server = HeartbeatServerFactory(clock=epoch_clock, heartbeatInterval=None,
+                                    heartbeatTimeout=None, jwtVerifier=verifier())
+    protocol, transport = connect(server)
+    protocol.dataReceived(b"auth " + mint(epoch_clock) + b"\n")
+    epoch_clock.advance(3)
+    protocol.dataReceived(b"heartbeat/1 resume\n")
+    assert "session" not in parse_handshake(take(transport).rstrip(b"\n")).fields
+    assert server.sessions.sessions == {}
+    assert case.successResultOf(server.cluster.sendTo("alice", b"hi")) == 1
+    assert take(transport) == b"hi\n"
+    lose(protocol)
+    assert case.successResultOf(server.cluster.isOnline("alice")) is False
+
+
+def test_a_store_that_fails_after_the_wait_leaves_presence_whole(clock):
+    """A resume whose store fails after the handshake wait is over closes
+    the connection with 'sessions unavailable', and the count of who is
+    online is what it was: the connection was never in presence."""
+    found = []
+
+    class SlowStore(SessionStore):
+        def negotiate(self, connection, handshake):
+            found.append(Deferred())
+            return found[-1]
+
+    server = HeartbeatServerFactory(clock=clock, heartbeatInterval=None,
+                                    heartbeatTimeout=None)
+    server.sessions = SlowStore(clock, server.cluster)
+    bob, _ = connect(server)
+    bob.dataReceived(b"heartbeat/1 name=bob\n")
+    protocol, transport = connect(server)
+    protocol.dataReceived(b"heartbeat/1 resume=%s received=0\n" % (b"A" * 22))
+    clock.advance(2.5)
+    assert not protocol.heartbeatPresent
+    found[0].errback(ClusterUnavailable("timed out"))
+    assert take(transport) == b"error sessions unavailable\n"
+    assert case.successResultOf(server.cluster.onlineCount()) == 1

@@ -9,6 +9,9 @@ import signal
 import subprocess
 import time
 
+from heartbeat._cluster.scripts import BEGIN, REAP, UNREGISTER
+from heartbeat._session.scripts import COMMIT, TAKE
+
 from .processes import CLIENT, ENV, ROOT, FaultProxy, wait_for
 from .resumeproof import (
     SessionApp,
@@ -213,3 +216,28 @@ def test_workers_on_redis_resume_a_session_whichever_gets_the_client(redis, tmp_
     assert "lost the session" not in errors.read_text()
     assert "sessions kept 120s in Redis" in server.log()
     assert re.findall(r"worker \d: .*resumed session", server.log())
+
+
+def test_a_session_the_nodes_next_life_took_is_not_released_as_the_old_ones(redis):
+    """A node that restarts under its id serves at once, while its previous
+    life's records are still being removed: a session one of its clients
+    resumed on it meanwhile stays its own (its writes go through), while
+    the previous life's other sessions get their window."""
+    prefix, sid, other = "heartbeat:", "A" * 22, "B" * 22
+
+    def run(script, *argv):
+        return redis.lines("EVAL", script, "0", *map(str, argv))
+
+    run(BEGIN, prefix, "x", "one", 10, 2, 1, "epoch")
+    for session in (sid, other):
+        assert run(COMMIT, prefix, "x#one", "x", 3600,
+                   session, 1, 0, 0, 0, 0, "120", "") == ["1"]
+    assert run(UNREGISTER, prefix, "x", "one") == ["1"]
+    assert run(BEGIN, prefix, "x", "two", 10, 2, 1, "epoch")[0] == "reaping"
+    assert run(TAKE, prefix, sid, "x#two", "x", "", 0, "heartbeat:0:node:", "", 3600)[0] == "taken"
+    run(REAP, prefix, "heartbeat:0:presence", "x", 1000)
+    assert redis.cli("HGET", prefix + "session:" + sid, "owner") == "x#two"
+    assert redis.cli("HGET", prefix + "session:" + other, "owner") == ""
+    assert redis.cli("HEXISTS", prefix + "session:" + other, "expires") == "1"
+    assert run(COMMIT, prefix, "x#two", "x", 3600, sid, 2, 0, 0, 0, 1, "120", "", "Nline") == ["1"]
+    assert redis.cli("HEXISTS", prefix + "dying", "x") == "0"

@@ -13,8 +13,9 @@ Keys (in the database the URL names; one cluster per database)::
     heartbeat:names          sorted set (all scores 0): the present names
     heartbeat:dead:ID        hash: the records of a node being removed
     heartbeat:released:ID    set: the sessions of a node being removed
-    heartbeat:dying          hash: node id -> "REASON CURSOR", the nodes
-                             whose records are being removed, and how far
+    heartbeat:dying          hash: node id -> "REASON CURSOR INCARNATION",
+                             the nodes whose records are being removed, how
+                             far, and which life of the node it was
     heartbeat:clock          Redis's TIME at the last beat of any node
     heartbeat:epoch          a token drawn when the cluster's data began
     heartbeat:session:ID     hash, and heartbeat:session:ID:lines, list: a
@@ -166,8 +167,10 @@ end
 -- records and sessions set aside for reap() to remove with a leave
 -- (reason CODE) each, and to release.
 local function retire(prefix, node, code)
+  local nodeKey = prefix .. 'node:' .. node
+  local incarnation = redis.call('HGET', nodeKey, 'incarnation') or ''
   redis.call('ZREM', prefix .. 'nodes', node)
-  redis.call('DEL', prefix .. 'node:' .. node)
+  redis.call('DEL', nodeKey)
   local conns = prefix .. 'conns:' .. node
   local held = prefix .. 'sessions:' .. node
   local aside = false
@@ -180,17 +183,17 @@ local function retire(prefix, node, code)
     aside = true
   end
   if aside then
-    redis.call('HSET', prefix .. 'dying', node, code .. ' 0')
+    redis.call('HSET', prefix .. 'dying', node, code .. ' 0 ' .. incarnation)
   end
 end
 
--- A session NODE held waits for its client for its window, counted from
--- now: any node may resume it until then.  One another node has taken
--- meanwhile is that node's.
-local function release(prefix, node, sid, t)
+-- A session OWNER (a node's life, NODE#INCARNATION) held waits for its
+-- client for its window, counted from now: any node may resume it until
+-- then.  One another node, or the node's next life, has taken meanwhile is
+-- that one's.
+local function release(prefix, owner, sid, t)
   local key = prefix .. 'session:' .. sid
-  local owner = redis.call('HGET', key, 'owner') or ''
-  if string.match(owner, '^([^#]*)#') ~= node then return end
+  if redis.call('HGET', key, 'owner') ~= owner then return end
   local window = tonumber(redis.call('HGET', key, 'window') or '0')
   redis.call('HSET', key, 'owner', '', 'expires', tostring(t + window))
   redis.call('PEXPIRE', key, math.floor((window + 3600) * 1000))
@@ -209,7 +212,8 @@ local function reap(prefix, wanted, limit, events)
     node = redis.call('HKEYS', dying)[1]
   end
   if not node then return 0 end
-  local code, cursor = string.match(redis.call('HGET', dying, node), '^(%a) (%d+)$')
+  local code, cursor, incarnation = string.match(
+    redis.call('HGET', dying, node), '^(%a) (%d+) ?(%S*)$')
   local dead = prefix .. 'dead:' .. node
   local reaped = 0
   repeat
@@ -227,13 +231,13 @@ local function reap(prefix, wanted, limit, events)
   if reaped < limit then
     local t = now()
     for _, sid in ipairs(redis.call('SPOP', released, limit - reaped)) do
-      release(prefix, node, sid, t)
+      release(prefix, node .. '#' .. incarnation, sid, t)
     end
   end
   if redis.call('EXISTS', dead) == 0 and redis.call('EXISTS', released) == 0 then
     redis.call('HDEL', dying, node)
   else
-    redis.call('HSET', dying, node, code .. ' ' .. cursor)
+    redis.call('HSET', dying, node, code .. ' ' .. cursor .. ' ' .. incarnation)
   end
   return redis.call('HLEN', dying)
 end

@@ -6,7 +6,7 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -310,16 +310,33 @@ class CountedByServer:
         the store has found the session (in Redis, say); the connection
         then enters presence.  Until then what the client sends is held,
         and read after the answer.
+
+        A session is granted only to a connection not yet in presence: one
+        whose handshake came after the server's C{handshakeWait} is in
+        presence as itself, and has heard broadcasts its session would
+        have kept too.
         """
         fields = self.heartbeatHandshakeReceived(handshake)
-        sessions = self.heartbeatServer.sessions
+        server = self.heartbeatServer
+        sessions = server.sessions
         if sessions is None or "resume" not in handshake:
             self._heartbeatAnswered(fields)
             return
+        if self.heartbeatPresent:
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "{peer}: no session: its handshake came after it entered presence",
+                peer=peer_name(self),
+            )
+            self._heartbeatAnswered(fields)
+            return
+        # It waits no more: what was broadcast while it waited goes through
+        # its session if the session starts here, and not at all if the
+        # session was resumed (the session heard it, and kept it).
+        broadcasts = server.handshakeSettled(self)
         found = sessions.negotiate(self, handshake)
         if not isinstance(found, Deferred):
             fields.update(found)
-            self._heartbeatAnswered(fields)
+            self._heartbeatAnswered(fields, broadcasts)
             return
         held = self._heartbeatSession = Held()
 
@@ -332,7 +349,7 @@ class CountedByServer:
                     self._heartbeatSession.send(payload, isBinary)
                 return
             fields.update(sessionFields)
-            self._heartbeatAnswered(fields)
+            self._heartbeatAnswered(fields, broadcasts)
             session = self._heartbeatSession
             for payload, isBinary in held.output:
                 session.send(payload, isBinary)
@@ -351,12 +368,19 @@ class CountedByServer:
 
         found.addCallbacks(answer, unavailable)
 
-    def _heartbeatAnswered(self, fields: Dict[str, Any]) -> None:
+    def _heartbeatAnswered(
+        self,
+        fields: Dict[str, Any],
+        broadcasts: Sequence[Tuple[bytes, Optional[bool]]] = (),
+    ) -> None:
         self.heartbeatAnswer(fields)
-        if self._heartbeatSession is not None:
+        session = self._heartbeatSession
+        if session is not None:
             # The session carries this connection's lines from now on, and
             # what its client has not received goes again, after the answer.
-            self.heartbeatServer.sessions.open(self)
+            if self.heartbeatServer.sessions.open(self):
+                for line, isBinary in broadcasts:
+                    session.send(line, isBinary)
         self.heartbeatEnterPresence()
         self.heartbeatHandshakeAnswered()
 

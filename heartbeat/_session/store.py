@@ -231,12 +231,15 @@ class SessionStore:
         self._opening[connection] = (0, True, False)
         return {"session": session_id_text(sid), "received": 0}
 
-    def open(self, connection: Any) -> None:
+    def open(self, connection: Any) -> bool:
         """
         The handshake's answer is written: C{connection} carries its session
         from now on.  A connection that carried it until now (a half-open
         one the server had not yet found dead) is closed at once, and the
         lines the client has not received are written again.
+
+        @return: whether the session started with this connection (rather
+            than being resumed).
         """
         peerReceived, new, resumed = self._opening.pop(connection)
         session = connection._heartbeatSession
@@ -260,6 +263,7 @@ class SessionStore:
                 replayed=replayed,
                 received=session.received,
             )
+        return not resumed
 
     # Connections lost, sessions ended
 
