@@ -10,11 +10,11 @@ import sys
 import tempfile
 import time
 
-from . import api, cluster, scenarios
+from . import api, cluster, scenarios, sessions
 from .workerman import ENVIRONMENT, Workerman
 
 SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers", "cluster",
-             "api"]
+             "api", "sessions"]
 
 
 def main(argv=None) -> None:
@@ -122,6 +122,16 @@ def main(argv=None) -> None:
         out.write(api.latency(
             200 if quick else 2000, 200.0, 2.0 if quick else 10.0, 4, logdir,
         ) + "\n")
+    if "sessions" in chosen:
+        rounds = args.rounds or (1 if quick else 3)
+        out.write(sessions.throughput(
+            100 if quick else 200, 3.0 if quick else 10.0, rounds, logdir,
+        ) + "\n")
+        out.write(sessions.hold(
+            (args.sizes or [1000 if quick else 15000])[0],
+            args.hold_seconds or (2.0 if quick else 10.0), rounds, logdir,
+        ) + "\n")
+        out.write(sessions.replay(1000, 3 if quick else 11, logdir) + "\n")
     if figures:
         out.write(scenarios.summary(
             figures, max(sizes), ["floor", "heartbeat"] + others

@@ -199,9 +199,13 @@ def _quietly(measure, pid: int):
 class Load:
     """
     Generator processes sharing C{connections} to one server port.
+
+    @param module: the generator (L{bench.loadgen}, or
+        L{bench.sessionload} for sessions).
     """
 
-    def __init__(self, port: int, connections: int, mode: str, **options) -> None:
+    def __init__(self, port: int, connections: int, mode: str,
+                 module: str = "bench.loadgen", **options) -> None:
         processes = max(1, math.ceil(connections / PER_GENERATOR))
         shares = [connections // processes] * processes
         shares[0] += connections - sum(shares)
@@ -211,7 +215,7 @@ class Load:
             count = max(1, math.ceil(share / PER_SOURCE))
             sources = ",".join(f"127.0.0.{source + n}" for n in range(count))
             source += count
-            command = [sys.executable, "-m", "bench.loadgen",
+            command = [sys.executable, "-m", module,
                        "--port", str(port), "--connections", str(share),
                        "--sources", sources, "--mode", mode]
             for name, value in options.items():

@@ -2,9 +2,13 @@
 The cluster, for C{pip install 'heartbeat[cluster]'}: presence and routing
 across every server given the same Redis.
 
-    from heartbeat.cluster import RedisCluster
+    from heartbeat.cluster import RedisCluster, RedisSessionStore
 
-    factory = HeartbeatServerFactory(cluster=RedisCluster("redis://127.0.0.1:6379/0"))
+    cluster = RedisCluster("redis://127.0.0.1:6379/0")
+    factory = HeartbeatServerFactory(cluster=cluster, sessions=RedisSessionStore(cluster))
+
+(sessions in Redis, so that a client resumes on any node; without
+C{sessions}, each server keeps its own in memory).
 
 Import it once the reactor your application wants is installed: the Redis
 client imports the global reactor.
@@ -18,6 +22,7 @@ from ._cluster.interface import (
 )
 from ._cluster.local import LocalCluster
 from ._cluster.redis import RedisCluster
+from ._session.redis import RedisSessionStore
 
 __all__ = [
     "ClusterUnavailable",
@@ -25,5 +30,6 @@ __all__ = [
     "NodeInfo",
     "PresentConnection",
     "RedisCluster",
+    "RedisSessionStore",
     "parse_redis_url",
 ]

@@ -32,6 +32,19 @@ def epoch_clock():
 
 
 @pytest.fixture
+def stopping():
+    """Stops every process a test registers, whatever happens."""
+    processes = []
+    yield processes.append
+    for process in reversed(processes):
+        if hasattr(process, "stop"):
+            process.stop()
+        elif process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
 def redis():
     """
     A fresh, empty redis-server, killed after the test.

@@ -11,6 +11,16 @@ C{ok} once it is in effect:
                  new connections accepted but silent): a half-open path
     thaw         relay again, including what waited while frozen
     cut          close both sides of every relayed connection
+    reset        abort both sides of every relayed connection (RST)
+    blackhole    from now on, whatever either side of the connections
+                 relayed now sends is read and dropped, and nothing is
+                 closed: a path that died silently; new connections are
+                 relayed as usual
+    reset-blackholed
+                 abort both sides of the blackholed connections
+    count        answer the number of connections accepted so far
+                 (instead of ok)
+    target PORT  relay new connections to 127.0.0.1:PORT from now on
     delay SECS [SPREAD]
                  hold each chunk SECS seconds before relaying it, or a
                  random time within SPREAD of SECS, still in order
@@ -33,6 +43,7 @@ class Relay(protocol.Protocol):
     """
 
     other: "Relay | None" = None
+    blackholed = False
 
     def __init__(self, proxy: "Proxy") -> None:
         self.proxy = proxy
@@ -51,6 +62,8 @@ class Relay(protocol.Protocol):
             self.transport.pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.blackholed:
+            return
         other = self.other
         if other is None:
             self._pending.append(data)
@@ -79,7 +92,7 @@ class Relay(protocol.Protocol):
             )
 
     def deliver(self, data: bytes) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.blackholed:
             self.transport.write(data)
 
     def pair(self, other: "Relay") -> None:
@@ -90,13 +103,15 @@ class Relay(protocol.Protocol):
 
     def connectionLost(self, reason) -> None:
         self.proxy.relays.discard(self)
-        if self.other is not None and self.other.transport is not None:
+        # Not even a close crosses a blackholed path.
+        if self.other is not None and self.other.transport is not None and not self.blackholed:
             self.other.transport.loseConnection()
 
 
 class Inbound(Relay):
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.proxy.accepted += 1
         endpoint = TCP4ClientEndpoint(self.proxy.clock, "127.0.0.1", self.proxy.target)
         d = endpoint.connect(protocol.Factory.forProtocol(lambda: Relay(self.proxy)))
         d.addCallbacks(self.pair, lambda _: self.transport.loseConnection())
@@ -112,6 +127,7 @@ class Proxy(protocol.Factory):
         self.frozen = False
         self.delay = 0.0
         self.spread = 0.0
+        self.accepted = 0
 
     def buildProtocol(self, addr):
         return Inbound(self)
@@ -129,6 +145,18 @@ class Proxy(protocol.Factory):
         elif name == "cut":
             for relay in list(self.relays):
                 relay.transport.loseConnection()
+        elif name == "reset":
+            for relay in list(self.relays):
+                relay.transport.abortConnection()
+        elif name == "blackhole":
+            for relay in self.relays:
+                relay.blackholed = True
+        elif name == "reset-blackholed":
+            for relay in list(self.relays):
+                if relay.blackholed:
+                    relay.transport.abortConnection()
+        elif name == "target":
+            self.target = int(words[1])
         elif name == "delay":
             self.delay = float(words[1])
             self.spread = float(words[2]) if len(words) > 2 else 0.0
@@ -143,7 +171,11 @@ class Control(LineReceiver):
         self.proxy = proxy
 
     def lineReceived(self, line: bytes) -> None:
-        self.proxy.command(line.decode().split())
+        words = line.decode().split()
+        if words == ["count"]:
+            self.transport.write(b"%d\n" % (self.proxy.accepted,))
+            return
+        self.proxy.command(words)
         self.transport.write(b"ok\n")
 
     def connectionLost(self, reason) -> None:

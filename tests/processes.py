@@ -198,9 +198,10 @@ class Controlled:
     stdout (the fault proxy, the load clients).
     """
 
-    def __init__(self, argv):
+    def __init__(self, argv, stderr=None):
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            argv, cwd=ROOT, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=stderr,
         )
         self._buffer = b""
 
@@ -246,6 +247,12 @@ class FaultProxy(Controlled):
         answer = super().command(line, timeout)
         assert answer == "ok", answer
         return answer
+
+    def accepted(self) -> int:
+        """
+        How many connections the proxy has accepted so far.
+        """
+        return int(Controlled.command(self, "count"))
 
 
 class LoadClients(Controlled):

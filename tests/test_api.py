@@ -5,6 +5,7 @@ and what its connections receive.
 
 import json
 from io import BytesIO
+from urllib.parse import quote
 
 import pytest
 from twisted.internet.defer import succeed
@@ -141,6 +142,8 @@ def test_errors_have_one_shape(api):
     for method, path, status, error in [
         ("GET", "/presence/two%20words", 400, "bad_name"),
         ("POST", "/send/" + "x" * 257, 400, "bad_name"),
+        ("POST", "/send/bad%FFutf8", 400, "bad_name"),
+        ("POST", "/send/tab%09", 400, "bad_name"),
         ("GET", "/presence?limit=0", 400, "bad_limit"),
         ("GET", "/presence?limit=lots", 400, "bad_limit"),
         ("GET", "/nowhere", 404, "not_found"),
@@ -170,6 +173,17 @@ def test_presence_pages_after_a_name_holding_a_percent(api):
     assert api.call("GET", "/presence?limit=1&after=a%2541") == (
         200, {"count": 2, "names": ["a0"], "next": "a0"})
     assert all(nothing_more(connection) for connection in held)
+
+
+def test_names_in_any_script_are_reached(api):
+    """A name of UTF-8 text, in any script, is reached through the API as
+    through the handshake that named it, and found in presence."""
+    server, api = api
+    name = "Zoë-東京"
+    zoe = peer(server, name)
+    assert api.send(name, b"hi") == (200, {"sent": 1})
+    assert zoe.readline() == b"hi"
+    assert api.call("GET", "/presence/" + quote(name, safe=""))[1]["online"] is True
 
 
 class Recorder:

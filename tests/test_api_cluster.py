@@ -27,6 +27,7 @@ def test_one_nodes_api_reaches_names_on_another_node(redis, tmp_path):
         alice.send(b"auth " + token_for(SECRET, "alice") + b"\nheartbeat/1\n")
         assert b" name=alice " in alice.readline()
         bob = a.peer("bob")
+        wait_for(lambda: names(redis) == ["alice", "bob"], what="both in presence")
         assert api.send("alice", b"from a backend") == (200, {"sent": 1})
         assert alice.readline() == b"from a backend"
         for name, node, verified in (("alice", "b", True), ("bob", "a", False)):

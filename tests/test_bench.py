@@ -101,3 +101,19 @@ def test_reconnect_scenario_shows_the_backlog_beside_twisteds(tmp_path):
     for line in out.splitlines()[-2:]:
         back = line[len("heartbeat backlog=50"):].split()[0]
         assert int(back.replace(",", "")) >= 200
+
+
+def test_session_scenarios_run_side_by_side(tmp_path):
+    """The sessions' benchmark still loads the server with and without
+    sessions, holds every connection of both, and replays kept lines."""
+    from bench import sessions
+
+    out = sessions.hold(40, 0.5, 1, str(tmp_path))
+    plain, session = [line.split() for line in out.splitlines()[4:] if line.strip()]
+    assert plain[1:4] == ["no", "session", "40"] and session[1:3] == ["session", "40"]
+    out = sessions.throughput(10, 0.5, 1, str(tmp_path))
+    rows = [line.split() for line in out.splitlines()[4:] if line.strip()]
+    # Lines echoed per second, each way.
+    assert len(rows) == 2 and all(float(row[-5].replace(",", "")) > 0 for row in rows)
+    out = sessions.replay(100, 1, str(tmp_path))
+    assert out.splitlines()[-1].split()[0] == "100"

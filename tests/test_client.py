@@ -145,7 +145,7 @@ def test_backoff_resets_only_once_healthy(clock):
         clock.advance(delays[-1])
     assert delays == [1, 2, 4, 8]
     protocol, transport, wrapper = endpoint.accept()
-    assert take(transport) == b"heartbeat/1\nping 1\n"
+    assert take(transport) == b"heartbeat/1 resume\nping 1\n"
     protocol.dataReceived(b"pong 1\n")
     lose(wrapper, ConnectionLost())
     assert next_delay(clock) == 1
@@ -268,7 +268,7 @@ def test_messages_sent_while_down_are_flushed_in_order(clock):
     assert factory.bufferedMessages == 5
     protocol, transport, wrapper = endpoint.accept()
     # Connected, but not proven healthy yet: nothing but the ping.
-    assert take(transport) == b"heartbeat/1\nping 1\n"
+    assert take(transport) == b"heartbeat/1 resume\nping 1\n"
     factory.sendMessage(b"line 5")
     protocol.dataReceived(b"pong 1\n")
     assert take(transport) == b"".join(b"line %d\n" % n for n in range(6))
@@ -301,7 +301,7 @@ def test_buffer_full_fails_loudly(clock):
         factory.sendMessage(b"3")
     protocol, transport, wrapper = endpoint.accept()
     protocol.dataReceived(b"pong 1\n")
-    assert take(transport) == b"heartbeat/1\nping 1\n0\n1\n2\n"
+    assert take(transport) == b"heartbeat/1 resume\nping 1\n0\n1\n2\n"
 
 
 def test_newline_in_message_is_refused(clock):
@@ -347,4 +347,4 @@ def test_auth_line_goes_first(clock):
     """With a token the client's first line is 'auth <token>', then ping."""
     factory, endpoint = make(clock, authToken=b"s3cret")
     protocol, transport, wrapper = endpoint.accept()
-    assert transport.value() == b"auth s3cret\nheartbeat/1\nping 1\n"
+    assert transport.value() == b"auth s3cret\nheartbeat/1 resume\nping 1\n"

@@ -28,7 +28,7 @@ def client(clock, factory=None):
     endpoint = FakeEndpoint()
     factory.connectEndpoint(endpoint, "fake")
     protocol, transport, wrapper = endpoint.accept()
-    assert take(transport) == b"heartbeat/1\nping 1\n"
+    assert take(transport) == b"heartbeat/1 resume\nping 1\n"
     return factory, protocol, transport, wrapper
 
 
@@ -133,7 +133,7 @@ def test_client_and_server_agree_in_memory(clock):
     )
     factory, protocol, transport, wrapper = client(clock)
     peer, serverTransport = connect(server)
-    peer.dataReceived(b"heartbeat/1\nping 1\n")
+    peer.dataReceived(b"heartbeat/1 resume\nping 1\n")
     protocol.dataReceived(take(serverTransport))
     assert settings(protocol)[:3] == (3.0, 8.0, 1.0)
     lose(wrapper)

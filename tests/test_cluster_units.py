@@ -64,7 +64,7 @@ def test_presence_events_read_back():
     message = b"J n1 alice\nL n2 t bob\nX what\nL n3 d n3#abc.7\nL n1 z nobody"
     assert list(parse_events(message)) == [
         ("n1", "alice", None), ("n2", "bob", "timeout"), ("n3", "n3#abc.7", "node died")]
-    assert set(REASON_CODES) == {"closed", "timeout", "node died"}
+    assert set(REASON_CODES) == {"closed", "timeout", "node died", "expired"}
 
 
 def test_names_beyond_ascii_read_back_as_themselves():

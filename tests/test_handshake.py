@@ -234,7 +234,7 @@ def test_client_sends_its_handshake_and_reads_the_answer(clock):
     ping, and keeps the server's answer."""
     factory, endpoint = make_client(clock, name="alice", authToken=b"t")
     protocol, transport, wrapper = endpoint.accept()
-    assert take(transport) == b"auth t\nheartbeat/1 name=alice\nping 1\n"
+    assert take(transport) == b"auth t\nheartbeat/1 name=alice resume\nping 1\n"
     received = []
     protocol.messageReceived = received.append
     protocol.dataReceived(b"heartbeat/1 id=4 interval=2 timeout=5\npong 1\nhi\n")
@@ -252,7 +252,7 @@ def test_client_takes_an_echo_of_its_handshake_for_no_answer(clock):
     protocol, transport, wrapper = endpoint.accept()
     received = []
     protocol.messageReceived = received.append
-    protocol.dataReceived(b"heartbeat/1\npong 1\nhi\n")
+    protocol.dataReceived(b"heartbeat/1 resume\npong 1\nhi\n")
     assert protocol.heartbeatServerHandshake is None
     assert factory.connectedProtocol is protocol
     assert received == [b"hi"]

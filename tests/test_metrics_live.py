@@ -92,3 +92,35 @@ def test_open_pages_show_in_the_websocket_gauge():
                                transport="websocket") == 0, 5, what="both pages gone")
     finally:
         server.stop()
+
+
+def test_sessions_show_in_metrics_and_status(server):
+    """A session counts as connected, then as waiting once its connection
+    is lost; a resumption and a session lost are counted."""
+    port = server.ports["port"]
+    peer = AnsweringPeer(port)
+    peer.send(b"heartbeat/1 resume")
+    wait_for(lambda: value(server, "heartbeat_sessions", state="connected") == 1, 5,
+             what="a session")
+    wait_for(lambda: peer.lines, 5, what="the answer")
+    sid = peer.lines[0].split(b"session=")[1].split()[0]
+    peer.close()
+    wait_for(lambda: value(server, "heartbeat_sessions", state="waiting") == 1, 5,
+             what="the session waiting")
+    back = AnsweringPeer(port)
+    back.send(b"heartbeat/1 resume=%s received=0" % sid)
+    wait_for(lambda: value(server, "heartbeat_sessions_resumed_total") == 1, 5,
+             what="the resumption")
+    assert value(server, "heartbeat_sessions", state="waiting") == 0
+    back.close()
+    # One connection at a time on this server.
+    wait_for(lambda: value(server, "heartbeat_connections_open", transport="line") == 0, 5,
+             what="the last one gone")
+    stranger = AnsweringPeer(port)
+    stranger.send(b"heartbeat/1 resume=AAAAAAAAAAAAAAAAAAAAAA received=0")
+    wait_for(lambda: value(server, "heartbeat_sessions_lost_total") == 1, 5,
+             what="a session lost")
+    totals = json.load(urlopen(server.url("status-port", "/status.json"), timeout=5))["totals"]
+    # The one resumed, waiting again, and the stranger's new one.
+    assert (totals["sessions"], totals["sessions_resumed"], totals["sessions_lost"]) == (2, 1, 1)
+    stranger.close()

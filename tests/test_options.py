@@ -214,3 +214,36 @@ def test_hardening_options_reach_the_factory():
         parse(ServerOptions, "--line-timeout", "0", "--max-write-buffer", "0")
     ).factory
     assert unlimited.lineTimeout is None and unlimited.maxWriteBuffer is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--resume-window", "-1"], "--resume-window must be a number >= 0"),
+        (["--resume-buffer", "0"], "--resume-buffer must be a whole number >= 1"),
+        (["--resume-buffer-bytes", "x"], "--resume-buffer-bytes must be a whole number"),
+        (["--resume-buffer-bytes", "1000"], "--resume-buffer-bytes must be at least "
+         "--max-line-length (1000 < 65536)"),
+    ],
+)
+def test_bad_session_values_name_the_option(argv, message):
+    """A bad session bound is refused in one line naming its option."""
+    with pytest.raises(usage.UsageError) as raised:
+        parse(ServerOptions, *argv)
+    assert message in str(raised.value)
+
+
+def test_session_options_reach_the_sessions():
+    """The window and bounds given govern the server's sessions; a window
+    of 0 offers none, and so do workers without Redis."""
+    sessions = served(parse(
+        ServerOptions, "--resume-window", "30", "--resume-buffer", "50",
+        "--resume-buffer-bytes", "70000",
+    )).factory.sessions
+    assert (sessions.window, sessions.maxLines, sessions.maxBytes) == (30.0, 50, 70000)
+    defaults = served(parse(ServerOptions)).factory.sessions
+    assert (defaults.window, defaults.maxLines, defaults.maxBytes) == (120.0, 10000, 1 << 20)
+    assert served(parse(ServerOptions, "--resume-window", "0")).factory.sessions is None
+    from heartbeat._service.node import server_factory
+
+    assert server_factory(parse(ServerOptions, "--workers", "2")).sessions is None

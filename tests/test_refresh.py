@@ -17,6 +17,7 @@ from heartbeat._server.websocket import HeartbeatWebSocketServerFactory
 from .apiclient import token_for
 from .helpers import lose
 from .processes import Server
+from .sessionlink import Recorder, RecordingServer, websocket_classes
 from .test_command_line import _Client
 from .test_client import FakeEndpoint
 from .test_websocket import WebSocketEndpoint, run
@@ -93,6 +94,50 @@ def test_a_refreshed_token_outlives_three_expiry_periods(clock, pair):
     pump.flush()
     run(clock, pump, 2)
     assert clock.getDelayedCalls() == []
+
+
+def recording(pair, clock, token):
+    """C{pair}, with both sides recording the application lines they get
+    in their factory's C{got}."""
+    server, client, endpoint = pair(clock, token)
+    if pair is line_pair:
+        server.protocol, client.protocol = RecordingServer, Recorder
+    else:
+        serverProtocol, client.protocol, _ = websocket_classes()
+        endpoint.factory.protocol = serverProtocol
+    server.got, client.got = [], []
+    return server, client, endpoint
+
+
+@pytest.mark.parametrize("pair", [line_pair, websocket_pair])
+def test_a_session_outlives_its_tokens_and_lines_that_look_like_them(clock, pair):
+    """In a session on a server that verifies tokens, lines that read like
+    a fresh token or its answer reach the other side's application whole
+    and once, both ways, while real fresh tokens keep the connection: the
+    session's counts stay in step (no line is lost or taken twice)."""
+    backend = Backend(clock)
+    server, client, endpoint = recording(pair, clock, backend)
+    protocol, serverSide, pump = endpoint.accept()
+    run(clock, pump, 1)
+    [admitted] = server.connections
+    assert admitted.heartbeatSession is not None
+    looks = [b"auth " + mint(clock, "mallory"), b"heartbeat/1 expires=1",
+             b'{"type":"hello","expires":1}']
+    sent = []
+    for period in range(3):
+        for line in looks:
+            client.sendMessage(line)
+            admitted.sendMessage(line)
+            sent.append(line)
+        run(clock, pump, 0.75 * LIFETIME)
+    assert backend.calls == 1 + 3
+    assert client.connectedProtocol is protocol and server.connections == {admitted}
+    assert server.got == sent and client.got == sent
+    assert admitted.heartbeatName == "alice"
+    session = admitted.heartbeatSession
+    assert session.unacknowledged == 0 and client._session.unacknowledged == 0
+    client.stopTrying()
+    pump.flush()
 
 
 @pytest.mark.parametrize("pair", [line_pair, websocket_pair])

@@ -164,13 +164,13 @@ def test_without_a_close_handshake_timeout_a_dead_peer_is_aborted_at_once(clock)
 
 def test_open_joins_the_line_server_and_says_hello(clock):
     """A page is one more connection of the server and learns its timing
-    and its message limit."""
+    and its message limit, written as the handshake writes them (whole
+    seconds as integers)."""
     hub, factory = make_server(clock, maxLineLength=1000)
     server, browser, pump = open_browser(clock, factory)
     assert hub.connections == {server}
-    assert json.loads(browser.messages[0]) == {
-        "type": "hello", "interval": 1.0, "timeout": 3.0, "pongTimeout": 5,
-        "maxLength": 1000}
+    assert browser.messages[0] == (
+        '{"type":"hello","interval":1,"timeout":3,"pongTimeout":5,"maxLength":1000}')
     goodbye(pump)
     assert hub.connections == set()
     assert clock.getDelayedCalls() == []

@@ -77,6 +77,11 @@ def test_workers_answer_on_the_shared_port(pool):
     closed at its timeout."""
     process, port, log = pool
     assert f"2 workers serving 127.0.0.1:{port}\n" in log.read_text()
+    # Without Redis a client could come back to the other worker.
+    assert "no sessions: --workers without --redis" in log.read_text()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as asking:
+        asking.sendall(b"heartbeat/1 resume\n")
+        assert b"session=" not in asking.makefile("rb").readline()
     assert [ping(port, b"%d" % n) for n in range(20)] == [
         b"pong %d\n" % n for n in range(20)
     ]

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import random as _random
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Union
+from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -18,6 +22,15 @@ from twisted.python.failure import Failure
 from .._core.backoff import backoff_delay
 from .._core.protocol import default_clock, peer_name
 from .._framing.line import SERVER_FULL, TOKEN_EXPIRED, UNAUTHORIZED
+from .._framing.resume import parse_count
+from .._session.client import ClientSession
+from .._session.session import (
+    MISMATCH,
+    UNKNOWN,
+    AckScheduler,
+    SessionError,
+    payload_of,
+)
 from .connector import EndpointConnector
 from .protocol import HeartbeatClientProtocol
 from .timing import (
@@ -51,6 +64,10 @@ class ClientStopped(Exception):
     The factory has stopped trying: nothing sent now could be delivered.
     """
 
+
+# Why a session was lost, when the server answered without one.
+UNSUPPORTED = "unsupported"
+
 class HeartbeatClientFactory(ReconnectingClientFactory):
     """
     Keeps one heartbeat connection up, reconnecting after any loss.
@@ -62,8 +79,12 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     once a connection has proven healthy (the server answered a ping or
     sent a line), not merely at TCP connect.
 
-    @ivar maxBufferedMessages: how many messages L{sendMessage} keeps while
-        disconnected; one more raises L{BufferFull}.
+    @ivar maxBufferedMessages: how many messages L{sendMessage} keeps:
+        while disconnected and, with a session, until the server has
+        acknowledged them; one more raises L{BufferFull}.
+    @ivar resume: ask the server for a session (see L{heartbeat._session}),
+        so that every line reaches the other side once, in order, across
+        reconnections; a server that offers none is served as before.
     @ivar fullJitter: C{False} waits the whole cap each time (for tests
         that compare a crowd's return with and without jitter).
     @ivar authToken: sent as C{auth <token>}, the first line of every
@@ -102,6 +123,7 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     maxLineLength: int = DEFAULT_LINE_LENGTH
     authToken: Union[None, bytes, Callable[[], bytes]] = None
     name: Optional[str] = None
+    resume = True
 
     def __init__(
         self,
@@ -110,13 +132,17 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     ) -> None:
         self.clock = clock if clock is not None else default_clock()
         self._random = random
-        self._buffer: Deque[bytes] = deque()
+        self._buffer: Deque[Union[bytes, Tuple[bytes, bool]]] = deque()
         self._current: Optional[HeartbeatClientProtocol] = None
         self._serverError: Optional[bytes] = None
         self._connectedWaiters: List[Deferred] = []
         self._stoppedWaiters: List[Deferred] = []
         self._stopReason: Optional[Failure] = None
         self._stoppedCleanly = False
+        self._session: Optional[ClientSession] = None
+        self._acks = AckScheduler(self.clock)
+        self._producer: Optional[IPushProducer] = None
+        self._producerPaused = False
 
     # What applications call
 
@@ -131,9 +157,22 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
     @property
     def bufferedMessages(self) -> int:
         """
-        How many messages wait for the next healthy connection.
+        How many messages are kept: waiting for the next healthy connection
+        and, with a session, not yet acknowledged by the server.
         """
-        return len(self._buffer)
+        session = self._session
+        kept = 0 if session is None else session.unacknowledged
+        return kept + len(self._buffer)
+
+    @property
+    def sessionId(self) -> Optional[str]:
+        """
+        The id of the client's session with the server, or C{None} while it
+        has none (before its first connection, or from a server that
+        offers none).
+        """
+        session = self._session
+        return None if session is None else session.sid
 
     def connectEndpoint(
         self, endpoint: IStreamClientEndpoint, description: str = ""
@@ -151,26 +190,74 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         Send an application line now, or after the next reconnection.
 
         Lines sent while disconnected (or before a new connection has proven
-        healthy) are kept in order and flushed once it has.
+        healthy) are kept in order and flushed once it has.  With a session
+        each line is also kept until the server acknowledges it, and sent
+        again after a reconnection if it has not.
 
-        @raise BufferFull: disconnected, and L{maxBufferedMessages} lines
-            already wait.
+        @raise BufferFull: L{maxBufferedMessages} lines are already kept
+            (disconnected, or with a session unacknowledged).
         @raise ClientStopped: the factory has stopped trying.
         @raise ValueError: C{line} holds a newline.
         """
         if b"\n" in line:
             raise ValueError("an application line must not contain b'\\n'")
-        protocol = self.connectedProtocol
-        if protocol is not None:
-            protocol.sendMessage(line)
-        elif not self.continueTrying:
+        self._send(line, None)
+
+    def _send(self, payload: bytes, isBinary: Optional[bool]) -> None:
+        session = self._session
+        if session is None:
+            protocol = self.connectedProtocol
+            if protocol is not None:
+                protocol.sendMessage(payload, isBinary)
+                return
+        if not self.continueTrying:
             raise ClientStopped("the client has stopped trying to connect")
-        elif len(self._buffer) >= self.maxBufferedMessages:
+        kept = self.bufferedMessages
+        if kept >= self.maxBufferedMessages:
             raise BufferFull(
-                f"{len(self._buffer)} messages already wait for a connection"
+                f"{kept} messages already wait for a connection"
+                if session is None
+                else f"{kept} messages already wait for the server's acknowledgement"
             )
+        if session is None:
+            self._buffer.append(payload if isBinary is None else (payload, isBinary))
         else:
-            self._buffer.append(line)
+            session.send(payload, isBinary)
+        if kept + 1 >= self.maxBufferedMessages:
+            self._pauseProducer()
+
+    # Flow control: a producer of lines (standard input, say) is paused
+    # while the buffer is full, and resumed once there is room.
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool = True) -> None:
+        """
+        Pause C{producer} whenever L{maxBufferedMessages} lines are kept, and
+        resume it once there is room, so that it never meets L{BufferFull}.
+        """
+        self._producer = producer
+        self._producerPaused = False
+        if self.bufferedMessages >= self.maxBufferedMessages:
+            self._pauseProducer()
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+
+    def _pauseProducer(self) -> None:
+        if self._producer is not None and not self._producerPaused:
+            self._producerPaused = True
+            self._producer.pauseProducing()
+
+    def roomMade(self) -> None:
+        """
+        Kept lines went (acknowledged, or sent): a paused producer may go on.
+        """
+        if (
+            self._producerPaused
+            and self._producer is not None
+            and self.bufferedMessages < self.maxBufferedMessages
+        ):
+            self._producerPaused = False
+            self._producer.resumeProducing()
 
     def whenConnected(self) -> Deferred:
         """
@@ -224,7 +311,31 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         What each connection asks for in its handshake; override (calling
         up) to ask for more.
         """
-        return {} if self.name is None else {"name": self.name}
+        fields: Dict[str, Optional[str]] = {}
+        if self.name is not None:
+            fields["name"] = self.name
+        if self.resume:
+            session = self._session
+            if session is None:
+                fields["resume"] = None
+            else:
+                fields["resume"] = session.sid
+                fields["received"] = str(session.received)
+        return fields
+
+    def sessionLost(self, reason: str, inDoubt: List[bytes]) -> None:
+        """
+        The server could not resume the session: lines it sent while the
+        client was away may be missing, and C{inDoubt}, the lines sent that
+        it had not acknowledged, may or may not have reached it.  A new
+        session has started; the lines sent meanwhile that had never left
+        the client are sent in it.  Override to act on it (by default it is
+        logged).
+
+        @param reason: the server's (C{expired}, C{overflow}, C{unknown},
+            C{mismatch}, C{closed}), or C{unsupported} when the server
+            answered without a session.
+        """
 
     # What the protocol and connector call
 
@@ -235,6 +346,8 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
 
     def clientConnectionHealthy(self, protocol: HeartbeatClientProtocol) -> None:
         self.resetDelay()
+        if self.resume:
+            self._openSession(protocol)
         buffered, self._buffer = self._buffer, deque()
         if buffered:
             self.log.info(
@@ -242,17 +355,77 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
                 count=len(buffered),
                 messages="message" if len(buffered) == 1 else "messages",
             )
-        for line in buffered:
-            protocol.sendMessage(line)
+        session = self._session
+        for kept in buffered:
+            payload, isBinary = payload_of(kept)
+            if session is None:
+                protocol.sendMessage(payload, isBinary)
+            else:
+                session.send(payload, isBinary)
+        self.roomMade()
         waiters, self._connectedWaiters = self._connectedWaiters, []
         for waiter in waiters:
             waiter.callback(protocol)
+
+    def _openSession(self, protocol: HeartbeatClientProtocol) -> None:
+        """
+        Take the session the server's answer gives: resume ours (its lines
+        the server has not received go again), or tell that it is lost and
+        start the new one.
+        """
+        answer = protocol.heartbeatServerHandshake
+        granted = answer.get("session") if answer is not None else None
+        session = self._session
+        if granted is None:
+            if session is not None:
+                self._loseSession(UNSUPPORTED)
+            return
+        received = parse_count((answer.get("received") or "").encode())
+        if session is not None and granted == session.sid and received is not None:
+            try:
+                session.attach(protocol, received)
+            except SessionError as e:
+                # Its state is not ours: this connection cannot carry it.
+                self._loseSession(MISMATCH)
+                protocol.sessionBroken(str(e))
+                return
+            protocol._heartbeatSession = session
+            replayed = session.unacknowledged
+            session.replay()
+            self.log.info("resumed the session: {replayed} lines sent again",
+                          replayed=replayed)
+            return
+        if session is not None:
+            self._loseSession(answer.get("lost") or UNKNOWN)
+        if received != 0:
+            protocol.sessionBroken(f"a new session counts {received!r} lines, not 0")
+            return
+        self._session = session = ClientSession(granted, self._acks, self)
+        session.attach(protocol, 0)
+        protocol._heartbeatSession = session
+
+    def _loseSession(self, reason: str) -> None:
+        session, self._session = self._session, None
+        assert session is not None
+        inDoubt = [payload_of(kept)[0] for kept in session.inDoubt()]
+        # Lines that never left the client go first in the new session.
+        self._buffer.extendleft(reversed(session.unwritten()))
+        self.log.warn(
+            "the server lost the session ({reason}): {count} lines sent may "
+            "not have reached it, and lines it sent may be missing",
+            reason=reason,
+            count=len(inDoubt),
+        )
+        self.sessionLost(reason, inDoubt)
 
     def serverClosedWithError(self, reason: bytes) -> None:
         self._serverError = reason
 
     def clientConnectionLost(self, connector, reason: Failure) -> None:
-        self._current = None
+        current, self._current = self._current, None
+        session = self._session
+        if session is not None and current is not None:
+            session.detach(current)
         serverError, self._serverError = self._serverError, None
         if serverError is not None:
             self.log.warn(
@@ -338,10 +511,15 @@ class HeartbeatClientFactory(ReconnectingClientFactory):
         waiters, self._connectedWaiters = self._connectedWaiters, []
         for waiter in waiters:
             waiter.errback(reason)
-        if self._current is not None:
-            self._current.transport.loseConnection()
+        current = self._current
+        if current is not None:
+            if self._session is not None and self._session.connection is current:
+                # The session is over: the server need not keep it.
+                current.sessionEnd()
+            current.transport.loseConnection()
         else:
             self._fireStopped()
+        self._acks.stop()
 
     def _fireStopped(self) -> None:
         reason = self._stopReason

@@ -18,11 +18,12 @@ from .._framing.handshake import (
     parse_handshake,
 )
 from .._framing.line import AUTH, ERROR, HeartbeatLineProtocol
+from .._framing.resume import SessionLines
 from .refresh import TokenRefresh, current_token
 from .timing import follow_server
 
 
-class HeartbeatClientProtocol(HeartbeatLineProtocol):
+class HeartbeatClientProtocol(SessionLines, HeartbeatLineProtocol):
     """
     A client connection: sends its handshake and pings at once to prove the
     server alive, then reports to its factory.  Subclass and override
@@ -70,6 +71,14 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
         self.heartbeatPing()
 
     def lineReceived(self, line: bytes) -> None:
+        if self._heartbeatSession is not None:
+            # The server escapes application lines that begin with
+            # "error": this one is its reason for closing.
+            if line.startswith(ERROR + b" "):
+                self.factory.serverClosedWithError(line[len(ERROR) + 1 :].rstrip(b"\r"))
+            elif not self._refreshAnswered(line):
+                super().lineReceived(line)
+            return
         held = self._heldError
         if held is not None:
             self._heldError = None
@@ -86,12 +95,20 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
             self.factory.clientConnectionHealthy(self)
             if answered:
                 return
+        if not self._refreshAnswered(line):
+            super().lineReceived(line)
+
+    def _refreshAnswered(self, line: bytes) -> bool:
+        """
+        Take C{line} as the answer to a fresh token (the time it has) if it
+        is one.  In a session an application line never reads as one: the
+        server escapes those that would.
+        """
         refresh = self._tokenRefresh
         if refresh is not None and refresh.pending and is_handshake(line):
-            # The answer to a fresh token: the time it has.
             self._readAnswer(line.rstrip(b"\r"))
-            return
-        super().lineReceived(line)
+            return True
+        return False
 
     def _readAnswer(self, line: bytes) -> bool:
         """
@@ -113,6 +130,26 @@ class HeartbeatClientProtocol(HeartbeatLineProtocol):
                 if self._tokenRefresh is not None:
                     self._tokenRefresh.expiresIn(answer.number("expires"))
         return True
+
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
+        """
+        Send one application line; with a session, through the factory,
+        which keeps it until the server acknowledges it.
+        """
+        if self._heartbeatSession is None:
+            super().sendMessage(line, isBinary)
+        else:
+            self.factory.sendMessage(line)
+
+    def sessionBroken(self, why: str) -> None:
+        self.log.warn(
+            "the server broke the session's rules ({why}): reconnecting", why=why
+        )
+        self.stopHeartbeat()
+        self.transport.abortConnection()
+
+    def sessionTakenOver(self) -> None:
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         if self._tokenRefresh is not None:

@@ -16,6 +16,7 @@ from .._framing.handshake import (
     Handshake,
     HandshakeError,
     handshake_from_json,
+    json_fields,
 )
 from .._framing.line import AUTH
 from .._framing.websocket import OPEN, WebSocketHeartbeat, timers_on
@@ -49,6 +50,7 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         return self.factory  # type: ignore[no-any-return]
 
     _tokenRefresh: Optional[TokenRefresh] = None
+    _binaryPrefixes = (AUTH + b" ",)
 
     def onOpen(self) -> None:
         factory = self.factory
@@ -59,10 +61,10 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
                 # Tried again after the backoff, as a connection that failed.
                 self.sendClose(1000)
                 return
-            self.sendMessage(AUTH + b" " + token)
-            self._tokenRefresh = TokenRefresh(factory, self.sendMessage)
+            self._sendToken(AUTH + b" " + token)
+            self._tokenRefresh = TokenRefresh(factory, self._sendToken)
         if self.websocket_protocol_in_use == SUBPROTOCOL:
-            self.sendControlMessage("hello", **factory.handshakeFields())
+            self.sendControlMessage("hello", **json_fields(factory.handshakeFields()))
         self.heartbeatPing()
 
     def helloReceived(self, message: dict) -> None:
@@ -88,8 +90,30 @@ class HeartbeatWebSocketClientProtocol(WebSocketHeartbeat, WebSocketClientProtoc
         super().onPong(payload)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self._heard()
+        # The server's first message is usually its hello: read it before
+        # the connection is declared healthy, which takes its session.
         super().onMessage(payload, isBinary)
+        self._heard()
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        """
+        Send a message; with a session, through the factory, which keeps it
+        until the server acknowledges it.
+        """
+        if self._heartbeatSession is None:
+            super().sendMessage(payload, isBinary, **kwargs)
+        else:
+            self.factory._send(payload, isBinary)
+
+    def _sendToken(self, message: bytes) -> None:
+        # A text message, and never the session's: the server takes it.
+        if self.state == OPEN:
+            WebSocketClientProtocol.sendMessage(self, message, False)
+
+    def sessionTakenOver(self) -> None:
+        self.transport.abortConnection()
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         if self._tokenRefresh is not None:

@@ -38,7 +38,9 @@ from .identity import (
 CLOSED = "closed"
 TIMEOUT = "timeout"
 NODE_DIED = "node died"
-REASONS = (CLOSED, TIMEOUT, NODE_DIED)
+# A session's client did not come back within the resume window.
+EXPIRED = "expired"
+REASONS = (CLOSED, TIMEOUT, NODE_DIED, EXPIRED)
 
 
 def check_line(line: bytes) -> bytes:

@@ -16,7 +16,7 @@ the node registers again with what it has.
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -88,6 +88,9 @@ class RedisCluster(Cluster):
         self.presence = RedisPresence(self, self.link, schema)
         self.router = Router(self, self.link, schema)
         self.stopped = False
+        # Called as the node stops, before it leaves: what waits to be
+        # written to Redis goes first (a session store's writes).
+        self.beforeLeaving: List[Callable[[], None]] = []
 
     @property
     def up(self) -> bool:
@@ -111,6 +114,8 @@ class RedisCluster(Cluster):
         Leave the cluster at once: this node's connections leave presence
         as closed (when Redis can be told), and the link closes.
         """
+        for flush in self.beforeLeaving:
+            flush()
         self.stopped = True
         self.liveness.stop()
         self.router.stop()

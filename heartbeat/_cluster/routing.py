@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from itertools import count
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -55,6 +55,9 @@ class Router:
         self.link = link
         self.schema = schema
         self._node = cluster.nodeId.encode()
+        # Other kinds of node message, by their first byte, for the layers
+        # above (a session taken over by another node).
+        self.handlers: Dict[bytes, Callable[[bytes], None]] = {}
         self._inquiries: Dict[bytes, "_Inquiry"] = {}
         self._numbers = count(1)
         self._warn = ThrottledWarning(
@@ -215,6 +218,8 @@ class Router:
             answer = b" ".join([b"A" + self._node, number, json.dumps(rows).encode()])
             self.link.call("publish", self.schema.nodeChannel(node.decode()), answer
                            ).addErrback(lambda failure: None)
+        elif kind in self.handlers:
+            self.handlers[kind](message[1:])
         elif kind == b"A":
             node, number, rows = (message[1:].split(b" ", 2) + [b"", b""])[:3]
             inquiry = self._inquiries.get(number)

@@ -12,10 +12,15 @@ Keys (in the database the URL names; one cluster per database)::
                              (since prefixed with v: the name was verified)
     heartbeat:names          sorted set (all scores 0): the present names
     heartbeat:dead:ID        hash: the records of a node being removed
-    heartbeat:dying          hash: node id -> "REASON CURSOR", the nodes
-                             whose records are being removed, and how far
+    heartbeat:released:ID    set: the sessions of a node being removed
+    heartbeat:dying          hash: node id -> "REASON CURSOR INCARNATION",
+                             the nodes whose records are being removed, how
+                             far, and which life of the node it was
     heartbeat:clock          Redis's TIME at the last beat of any node
     heartbeat:epoch          a token drawn when the cluster's data began
+    heartbeat:session:ID     hash, and heartbeat:session:ID:lines, list: a
+                             client's session (see heartbeat._session.scripts)
+    heartbeat:sessions:ID    set: the ids of the sessions a node holds
 
 Channels (Redis's channels are not per database, so they carry it)::
 
@@ -50,10 +55,11 @@ The scripts reach keys they build from the prefix: this needs a single
 Redis (with replicas, or Valkey), not Redis Cluster.
 
 A presence event is a line, C{J NODE NAME} or C{L NODE REASON NAME} with
-REASON C{c} (closed), C{t} (timeout) or C{d} (node died); a message may
-hold several, one per line.  Node ids and names hold no space and no
-newline (see L{heartbeat._cluster.identity}), so that no name can break
-an event: names are UTF-8 as they are.
+REASON C{c} (closed), C{t} (timeout), C{d} (node died) or C{e} (a
+session expired); a message may hold several, one per line.  Node ids
+and names hold no space and no newline (see
+L{heartbeat._cluster.identity}), so that no name can break an event:
+names are UTF-8 as they are.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ from typing import Iterator, Optional, Tuple
 
 PREFIX = "heartbeat:"
 
-REASON_CODES = {"closed": "c", "timeout": "t", "node died": "d"}
+REASON_CODES = {"closed": "c", "timeout": "t", "node died": "d", "expired": "e"}
 REASONS_BY_CODE = {code: reason for reason, code in REASON_CODES.items()}
 
 # Changes (joins, leaves) in one script, at most.
@@ -158,19 +164,45 @@ end
 -- Takes a node out of the cluster in one step, whatever it held: out of
 -- the set of nodes first (so of the nodes that find it dead at once, one
 -- does this), its record gone (so its writes fail from now on), its
--- records set aside for reap() to remove with a leave (reason CODE) each.
+-- records and sessions set aside for reap() to remove with a leave
+-- (reason CODE) each, and to release.
 local function retire(prefix, node, code)
+  local nodeKey = prefix .. 'node:' .. node
+  local incarnation = redis.call('HGET', nodeKey, 'incarnation') or ''
   redis.call('ZREM', prefix .. 'nodes', node)
-  redis.call('DEL', prefix .. 'node:' .. node)
+  redis.call('DEL', nodeKey)
   local conns = prefix .. 'conns:' .. node
+  local held = prefix .. 'sessions:' .. node
+  local aside = false
   if redis.call('EXISTS', conns) == 1 then
     redis.call('RENAME', conns, prefix .. 'dead:' .. node)
-    redis.call('HSET', prefix .. 'dying', node, code .. ' 0')
+    aside = true
+  end
+  if redis.call('EXISTS', held) == 1 then
+    redis.call('RENAME', held, prefix .. 'released:' .. node)
+    aside = true
+  end
+  if aside then
+    redis.call('HSET', prefix .. 'dying', node, code .. ' 0 ' .. incarnation)
   end
 end
 
--- Removes up to LIMIT records set aside by retire(): node WANTED's when
--- it has some, else any node's.  Returns how many nodes still have some.
+-- A session OWNER (a node's life, NODE#INCARNATION) held waits for its
+-- client for its window, counted from now: any node may resume it until
+-- then.  One another node, or the node's next life, has taken meanwhile is
+-- that one's.
+local function release(prefix, owner, sid, t)
+  local key = prefix .. 'session:' .. sid
+  if redis.call('HGET', key, 'owner') ~= owner then return end
+  local window = tonumber(redis.call('HGET', key, 'window') or '0')
+  redis.call('HSET', key, 'owner', '', 'expires', tostring(t + window))
+  redis.call('PEXPIRE', key, math.floor((window + 3600) * 1000))
+  redis.call('PEXPIRE', key .. ':lines', math.floor(window * 1000) + 1)
+end
+
+-- Removes up to LIMIT records and sessions set aside by retire(): node
+-- WANTED's when it has some, else any node's.  Returns how many nodes
+-- still have some.
 local function reap(prefix, wanted, limit, events)
   local dying = prefix .. 'dying'
   local node = nil
@@ -180,7 +212,8 @@ local function reap(prefix, wanted, limit, events)
     node = redis.call('HKEYS', dying)[1]
   end
   if not node then return 0 end
-  local code, cursor = string.match(redis.call('HGET', dying, node), '^(%a) (%d+)$')
+  local code, cursor, incarnation = string.match(
+    redis.call('HGET', dying, node), '^(%a) (%d+) ?(%S*)$')
   local dead = prefix .. 'dead:' .. node
   local reaped = 0
   repeat
@@ -194,10 +227,17 @@ local function reap(prefix, wanted, limit, events)
       end
     end
   until cursor == '0' or reaped >= limit
-  if redis.call('EXISTS', dead) == 0 then
+  local released = prefix .. 'released:' .. node
+  if reaped < limit then
+    local t = now()
+    for _, sid in ipairs(redis.call('SPOP', released, limit - reaped)) do
+      release(prefix, node .. '#' .. incarnation, sid, t)
+    end
+  end
+  if redis.call('EXISTS', dead) == 0 and redis.call('EXISTS', released) == 0 then
     redis.call('HDEL', dying, node)
   else
-    redis.call('HSET', dying, node, code .. ' ' .. cursor)
+    redis.call('HSET', dying, node, code .. ' ' .. cursor .. ' ' .. incarnation)
   end
   return redis.call('HLEN', dying)
 end

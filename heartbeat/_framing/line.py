@@ -27,6 +27,7 @@ TOO_MANY_PINGS = b"too many pings"
 UNAUTHORIZED = b"unauthorized"
 TOKEN_EXPIRED = b"token expired"
 DISCONNECTED = b"disconnected by server"
+SESSIONS_UNAVAILABLE = b"sessions unavailable"
 
 # What a token may hold: printable ASCII but the space.
 _TOKEN_BYTES = bytes(range(0x21, 0x7F))
@@ -105,6 +106,8 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         "_partialSince": None,
         "_buffer": b"",
         "_busyReceiving": False,
+        # The session the connection carries, if it asked for one.
+        "_heartbeatSession": None,
     }
 
     @property
@@ -141,6 +144,9 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
         elif len(line) > self.maxLineLength:
             self.lineLengthExceeded(line)
             return
+        if self._heartbeatSession is not None:
+            self.sessionLineReceived(line)
+            return
         heartbeat = parse_heartbeat(line)
         if heartbeat is None:
             self.messageReceived(line)
@@ -149,6 +155,13 @@ class HeartbeatLineProtocol(HeartbeatProtocol, LineReceiver):
             self.pingReceived(heartbeat[1])
         else:
             self.heartbeatPongReceived(heartbeat[1])
+
+    def sessionLineReceived(self, line: bytes) -> None:
+        """
+        A line of a connection that carries a session: the session framing
+        (L{heartbeat._framing.resume.SessionLines}) reads it.
+        """
+        raise NotImplementedError
 
     def pingReceived(self, token: Optional[bytes]) -> None:
         """

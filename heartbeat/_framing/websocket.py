@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IReactorTime
@@ -65,12 +65,14 @@ OPEN = WebSocketProtocol.STATE_OPEN
 # Message types reserved for heartbeats: "hello" carries the handshake (see
 # heartbeat._framing.handshake) and the server's timing.
 _CONTROL = ("ping", "pong", "hello")
+# On a connection that carries a session, "ack" carries a count too.
+_SESSION_CONTROL = _CONTROL + ("ack",)
 
 
-def _control(payload: bytes, limit: int) -> Optional[dict]:
+def _control(payload: bytes, limit: int, types: Tuple[str, ...] = _CONTROL) -> Optional[dict]:
     """
     The JSON object in C{payload} if it is a heartbeat's (its C{type} is
-    reserved) and at most C{limit} bytes long, else C{None}.
+    one of C{types}) and at most C{limit} bytes long, else C{None}.
     """
     if payload[:1] != b"{" or len(payload) > limit:
         return None
@@ -78,8 +80,15 @@ def _control(payload: bytes, limit: int) -> Optional[dict]:
         message = json.loads(payload)
     except ValueError:
         return None
-    if isinstance(message, dict) and message.get("type") in _CONTROL:
+    if isinstance(message, dict) and message.get("type") in types:
         return message
+    return None
+
+
+def _count(n: object) -> Optional[int]:
+    # A session's count, as a JSON heartbeat carries it.
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+        return n
     return None
 
 
@@ -164,6 +173,14 @@ class WebSocketHeartbeat(HeartbeatProtocol):
     maxLineLength: Optional[int] = None
     maxWriteBuffer: Optional[int] = None
     heartbeatClosing: Optional[Tuple[int, str]] = None
+    # The session the connection carries, if it asked for one (see
+    # heartbeat._framing.resume, whose counts ride on the JSON heartbeats).
+    _heartbeatSession: Any
+    _connectionState = {"_heartbeatSession": None}
+    # Text messages that begin with one of these go as binary: the peer
+    # reads such a text message as something else (a client's "auth ",
+    # a fresh token, on a server that verifies tokens).
+    _binaryPrefixes: Tuple[bytes, ...] = ()
 
     def heartbeatSettings(self) -> Any:
         """
@@ -209,20 +226,37 @@ class WebSocketHeartbeat(HeartbeatProtocol):
         self.heartbeatPongReceived(payload or None)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        message = None if isBinary else _control(payload, _MAX_HEARTBEAT)
+        session = self._heartbeatSession
+        if session is not None and session.pending:
+            session.input.append((payload, isBinary))
+            return
+        message = None if isBinary else _control(
+            payload, _MAX_HEARTBEAT, _CONTROL if session is None else _SESSION_CONTROL
+        )
         if message is None:
             limit = self.maxLineLength
             if limit is not None and len(payload) > limit:
                 self._heartbeatTooBig(len(payload))
-            else:
+            elif session is None:
                 self.messageReceived(payload, isBinary)
-        elif message["type"] == "ping":
+            else:
+                session.receive(payload, isBinary)
+            return
+        kind = message["type"]
+        if session is not None and kind != "hello":
+            count = _count(message.get("n"))
+            if count is not None and not session.countReceived(count):
+                return
+        if kind == "ping":
             t = message.get("t")
             self.heartbeatPingReceived(_token(t))
-            self.sendControlMessage("pong", t=t)
-        elif message["type"] == "pong":
+            if session is None:
+                self.sendControlMessage("pong", t=t)
+            else:
+                self.sendControlMessage("pong", t=t, n=session.countToTell())
+        elif kind == "pong":
             self.heartbeatPongReceived(_token(message.get("t")))
-        else:
+        elif kind == "hello":
             self.helloReceived(message)
 
     def _max_message_size_exceeded(self, size: int, limit: int, reason: str) -> None:
@@ -286,17 +320,52 @@ class WebSocketHeartbeat(HeartbeatProtocol):
             text message and any others as a binary one, so a line from the
             line server always reaches a browser intact.  And a message that
             the peer would read as a heartbeat (a small JSON object whose
-            C{type} is C{ping}, C{pong} or C{hello}) goes as binary: an
-            application message must never pass for one.
+            C{type} is C{ping}, C{pong} or C{hello}, or C{ack} on a
+            connection that carries a session) goes as binary: an
+            application message must never pass for one.  So does a
+            client's message that a server would take for a fresh token
+            (C{auth ...}).
         """
         if self.state != OPEN:  # type: ignore[attr-defined]
             return
         if not isBinary:
+            types = _CONTROL if self._heartbeatSession is None else _SESSION_CONTROL
             isBinary = (
                 not _is_text(payload)
-                or _control(payload, _MAX_PAGE_HEARTBEAT) is not None
+                or payload.startswith(self._binaryPrefixes)
+                or _control(payload, _MAX_PAGE_HEARTBEAT, types) is not None
             )
         super().sendMessage(payload, isBinary, **kwargs)  # type: ignore[misc]
+
+    # What a session writes (see heartbeat._session.session.Session)
+
+    def sessionWrite(self, payload: bytes, isBinary: Optional[bool] = None) -> None:
+        WebSocketHeartbeat.sendMessage(self, payload, isBinary)
+
+    def sessionReplay(self, kept: Iterable[Any]) -> None:
+        for message in kept:
+            if isinstance(message, bytes):
+                self.sessionWrite(message)
+            else:
+                self.sessionWrite(*message)
+
+    def sessionAck(self, count: int) -> None:
+        self.sendControlMessage("ack", n=count)
+
+    def sessionDeliver(self, payload: bytes, isBinary: Optional[bool] = None) -> None:
+        self.messageReceived(payload, bool(isBinary))
+
+    def sessionEnd(self) -> None:
+        """
+        A client's close frame, which its factory sends as it stops, ends
+        the session: nothing more to say.
+        """
+
+    def sessionBroken(self, why: str) -> None:
+        self._heartbeatLog.info(
+            "closing {peer}: {why}", peer=peer_name(self), why=why
+        )
+        self._heartbeatClose(INVALID_MESSAGE, "bad ack")
 
     def sendControlMessage(self, kind: str, **fields: object) -> None:
         """

@@ -6,9 +6,11 @@ within its cap, authenticated when it asks for a token, and counted.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 
 from .._cluster.identity import check_name
 from .._cluster.interface import CLOSED, TIMEOUT
@@ -18,9 +20,11 @@ from .._framing.line import (
     AUTH,
     BAD_HANDSHAKE,
     SERVER_FULL,
+    SESSIONS_UNAVAILABLE,
     TOKEN_EXPIRED,
     UNAUTHORIZED,
 )
+from .._session.session import Held
 from .tcp import enable_tcp_keepalive
 from .tokens import TokenRejected, VerifiedToken
 
@@ -96,6 +100,8 @@ class CountedByServer:
         "heartbeatPresent": False,
         "_heartbeatJoined": False,
         "_heartbeatMayNegotiate": False,
+        # The session this connection carries (see heartbeat._session).
+        "_heartbeatSession": None,
     }
     # Set only when the server asks for a token, as the connection is made.
     _heartbeatAuthCall: Optional[IDelayedCall] = None
@@ -241,8 +247,7 @@ class CountedByServer:
             )
             self.heartbeatRefuse(BAD_HANDSHAKE)
             return
-        self.heartbeatAnswer(self.heartbeatHandshakeReceived(handshake))
-        self.heartbeatEnterPresence()
+        self._heartbeatTake(handshake)
 
     def heartbeatHandshakeReceived(
         self, handshake: Handshake
@@ -297,6 +302,122 @@ class CountedByServer:
                 )
         return fields
 
+    def _heartbeatTake(self, handshake: Handshake) -> None:
+        """
+        Answer the client's handshake: the fields of
+        L{heartbeatHandshakeReceived}, and the session's when it asks for
+        one, written by the framing's L{heartbeatAnswer} at once, or once
+        the store has found the session (in Redis, say); the connection
+        then enters presence.  Until then what the client sends is held,
+        and read after the answer.
+
+        A session is granted only to a connection not yet in presence: one
+        whose handshake came after the server's C{handshakeWait} is in
+        presence as itself, and has heard broadcasts its session would
+        have kept too.
+        """
+        fields = self.heartbeatHandshakeReceived(handshake)
+        server = self.heartbeatServer
+        sessions = server.sessions
+        if sessions is None or "resume" not in handshake:
+            self._heartbeatAnswered(fields)
+            return
+        if self.heartbeatPresent:
+            self._heartbeatLog.info(  # type: ignore[attr-defined]
+                "{peer}: no session: its handshake came after it entered presence",
+                peer=peer_name(self),
+            )
+            self._heartbeatAnswered(fields)
+            return
+        # It waits no more: what was broadcast while it waited goes through
+        # its session if the session starts here, and not at all if the
+        # session was resumed (the session heard it, and kept it).
+        broadcasts = server.handshakeSettled(self)
+        found = sessions.negotiate(self, handshake)
+        if not isinstance(found, Deferred):
+            fields.update(found)
+            self._heartbeatAnswered(fields, broadcasts)
+            return
+        held = self._heartbeatSession = Held()
+
+        def answer(sessionFields: Dict[str, Any]) -> None:
+            if not self.heartbeatAdmitted:
+                # Gone meanwhile: its session waits for the next connection,
+                # with what the application sent it.
+                sessions.abandon(self)
+                for payload, isBinary in held.output:
+                    self._heartbeatSession.send(payload, isBinary)
+                return
+            fields.update(sessionFields)
+            self._heartbeatAnswered(fields, broadcasts)
+            session = self._heartbeatSession
+            for payload, isBinary in held.output:
+                session.send(payload, isBinary)
+            self.heartbeatReadHeld(held.input)
+
+        def unavailable(failure: Failure) -> None:
+            self._heartbeatLog.warn(  # type: ignore[attr-defined]
+                "{peer}: its session cannot be resumed now ({why}): closing, "
+                "for it to try again",
+                peer=peer_name(self),
+                why=failure.getErrorMessage(),
+            )
+            self._heartbeatSession = None
+            if self.heartbeatAdmitted:
+                self.heartbeatRefuse(SESSIONS_UNAVAILABLE)
+
+        found.addCallbacks(answer, unavailable)
+
+    def _heartbeatAnswered(
+        self,
+        fields: Dict[str, Any],
+        broadcasts: Sequence[Tuple[bytes, Optional[bool]]] = (),
+    ) -> None:
+        self.heartbeatAnswer(fields)
+        session = self._heartbeatSession
+        if session is not None:
+            # The session carries this connection's lines from now on, and
+            # what its client has not received goes again, after the answer.
+            if self.heartbeatServer.sessions.open(self):
+                for line, isBinary in broadcasts:
+                    session.send(line, isBinary)
+        self.heartbeatEnterPresence()
+        self.heartbeatHandshakeAnswered()
+
+    def heartbeatReadHeld(self, held: List[Any]) -> None:
+        """
+        Read what the client sent while its answer was being found, in the
+        framing's way.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement heartbeatReadHeld"
+        )
+
+    def heartbeatHandshakeAnswered(self) -> None:
+        """
+        The handshake is answered, and its session (if any) carries this
+        connection; override to act on it.
+        """
+
+    @property
+    def heartbeatSession(self) -> Any:
+        """
+        The session this connection carries (a
+        L{heartbeat._session.member.ServerSession}: what the application
+        sends through it waits there while the client reconnects), or
+        C{None}.
+        """
+        return self._heartbeatSession
+
+    @property
+    def heartbeatMember(self) -> Any:
+        """
+        What the cluster knows this connection's client by: its session,
+        if it has one (which outlives the connection), else the connection.
+        """
+        session = self._heartbeatSession
+        return self if session is None else session
+
     def heartbeatEnterPresence(self) -> None:
         """
         The connection's name is settled: it enters the cluster's presence,
@@ -307,7 +428,10 @@ class CountedByServer:
             server = self.heartbeatServer
             for line, isBinary in server.handshakeSettled(self):
                 self.sendMessage(line, isBinary)
-            server.cluster.join(self)
+            if self._heartbeatSession is None:
+                # A session is present from its start to its end, whatever
+                # its connections do.
+                server.cluster.join(self)
 
     def heartbeatHear(self, line: bytes, isBinary: Optional[bool]) -> None:
         """
@@ -348,7 +472,12 @@ class CountedByServer:
             expiries.forget(self)
         if self.heartbeatPresent:
             self.heartbeatPresent = False
-            server.cluster.leave(self, reason)
+            session = self._heartbeatSession
+            if session is None:
+                server.cluster.leave(self, reason)
+            else:
+                # Its client may come back: the session waits for it.
+                server.sessions.detach(session, self)
         elif self.heartbeatAdmitted:
             server.handshakeSettled(self)
         self.heartbeatAdmitted = False

@@ -6,6 +6,7 @@ whatever their framing.
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import chain
 from typing import Any, Iterable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
@@ -18,6 +19,7 @@ from twisted.python.failure import Failure
 from .._cluster.interface import Cluster, ClusterUnavailable
 from .._cluster.local import LocalCluster
 from .._core.protocol import default_clock, peer_name
+from .._session.store import SessionStore
 from .admission import CountedByServer
 from .expiry import TokenExpiries
 from .line import HeartbeatServerProtocol
@@ -58,6 +60,9 @@ class HeartbeatServerFactory(Factory):
         matched to the heartbeat (see L{heartbeat._server.tcp}).
     @ivar cluster: presence and routing across the server's nodes (a
         L{LocalCluster} of this process alone unless one is given).
+    @ivar sessions: the sessions of the clients that asked to resume (see
+        L{heartbeat._session}), or C{None} when the server offers none
+        (C{resumeWindow} 0).
     @ivar handshakeWait: seconds an admitted connection has to send its
         handshake (and name itself) before it enters presence under its
         key; C{0}: it enters at once, and cannot be named.
@@ -91,7 +96,20 @@ class HeartbeatServerFactory(Factory):
         cluster: Optional[Cluster] = None,
         heartbeatPongTimeout: Optional[float] = 5.0,
         jwtVerifier: Optional[Any] = None,
+        resumeWindow: float = 120.0,
+        resumeBuffer: int = 10000,
+        resumeBufferBytes: int = 1 << 20,
+        sessions: Optional[SessionStore] = None,
     ) -> None:
+        """
+        @param resumeWindow: seconds a client's session lives after its
+            last connection is lost; C{0}: the server offers no sessions.
+        @param resumeBuffer: lines a session keeps for its client until it
+            has acknowledged them; one more ends the session.
+        @param resumeBufferBytes: the same bound, in bytes.
+        @param sessions: where sessions live (L{SessionStore}, in memory,
+            unless given one on Redis); the three above are its settings.
+        """
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
         self.heartbeatPongTimeout = heartbeatPongTimeout
@@ -129,6 +147,11 @@ class HeartbeatServerFactory(Factory):
         self._handshakeCall: Optional[IDelayedCall] = None
         self.cluster = cluster if cluster is not None else LocalCluster()
         self.cluster.attach(self)
+        if sessions is None and resumeWindow:
+            sessions = SessionStore(
+                self.clock, self.cluster, resumeWindow, resumeBuffer, resumeBufferBytes
+            )
+        self.sessions = sessions
 
     def registerConnection(self, protocol: HeartbeatServerProtocol) -> bool:
         """
@@ -229,9 +252,17 @@ class HeartbeatServerFactory(Factory):
 
     def clusterMembers(self) -> Iterable[CountedByServer]:
         """
-        The live connections, for the cluster to deliver to.
+        The live connections, for the cluster to deliver to: those without
+        a session, and every session, whether a connection carries it now
+        or its client is reconnecting.
         """
-        return self.connections
+        sessions = self.sessions
+        if sessions is None or not sessions.sessions:
+            return self.connections
+        return chain(
+            (c for c in self.connections if c._heartbeatSession is None),
+            sessions.sessions.values(),
+        )
 
     def presenceJoined(self, name: str, node: str) -> None:
         """
@@ -242,7 +273,9 @@ class HeartbeatServerFactory(Factory):
     def presenceLeft(self, name: str, node: str, reason: str) -> None:
         """
         A connection of C{name} left presence on C{node}: C{reason} is
-        C{"closed"}, C{"timeout"} (its heartbeat) or C{"node died"}.
+        C{"closed"}, C{"timeout"} (its heartbeat), C{"node died"} or, for a
+        client's session, C{"expired"} (it did not come back within the
+        resume window).
         Override to act on it; L{isOnline} tells whether C{name} has
         another connection.
         """
@@ -368,6 +401,8 @@ class HeartbeatServerFactory(Factory):
             self._summary = None
         self._cancelHandshakeCall()
         self._awaitingHandshake.clear()
+        if self.sessions is not None:
+            self.sessions.stop()
 
     def logSummary(self) -> None:
         """

@@ -6,7 +6,7 @@ lines while keeping hostile peers in check.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,7 +22,13 @@ from .._framing.line import (
     TOO_MANY_PINGS,
     HeartbeatLineProtocol,
 )
+from .._framing.resume import SessionLines
+from .._session.session import CLOSED
 from .admission import CountedByServer
+
+# Why the server closes a session connection, as its error line says.
+SESSION_OVERFLOW = b"session overflow"
+BAD_ACK = b"bad ack"
 
 # Pings a peer may send at once, however close together, before the
 # factory's minPingInterval governs its rate: enough for a person typing
@@ -60,7 +66,7 @@ def _perLineSetting(name: str) -> property:
     return property(attrgetter("factory." + name))
 
 
-class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
+class HeartbeatServerProtocol(CountedByServer, SessionLines, HeartbeatLineProtocol):
     """
     A server connection: registers with its factory, enforces its limits,
     echoes application lines back.  Subclass and override L{messageReceived}
@@ -114,8 +120,14 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         else:
             self.heartbeatAuthenticate(line[:-1] if line[-1:] == b"\r" else line)
 
-    def heartbeatAnswer(self, fields) -> None:
+    def heartbeatAnswer(self, fields: Dict[str, Any]) -> None:
         self.sendLine(format_handshake(fields))
+
+    def heartbeatReadHeld(self, held: List[bytes]) -> None:
+        for line in held:
+            if self._closingWithError or self.transport.disconnecting:
+                return
+            self.sessionLineReceived(line)
 
     def heartbeatRefuse(self, reason: bytes) -> None:
         self.closeWithError(reason, quiet=True)
@@ -151,7 +163,46 @@ class HeartbeatServerProtocol(CountedByServer, HeartbeatLineProtocol):
         super().pingReceived(token)
 
     def messageReceived(self, line: bytes) -> None:
-        self.sendLine(line)
+        session = self._heartbeatSession
+        if session is None:
+            self.sendLine(line)
+        else:
+            session.send(line)
+
+    def sendMessage(self, line: bytes, isBinary: Optional[bool] = None) -> None:
+        session = self._heartbeatSession
+        if session is None:
+            super().sendMessage(line, isBinary)
+        elif b"\n" in line:
+            raise ValueError("an application line must not contain b'\\n'")
+        else:
+            session.send(line)
+
+    # A session's end, as this framing tells it
+
+    def sessionTakenOver(self) -> None:
+        self._endedBecause = "session resumed by a newer connection"
+        self.heartbeatEndPresence()
+        self.stopHeartbeat()
+        self.transport.abortConnection()
+
+    def sessionOverflowed(self) -> None:
+        self.closeWithError(SESSION_OVERFLOW)
+
+    def sessionBroken(self, why: str) -> None:
+        self.log.info("closing {peer}: {why}", peer=peer_name(self), why=why)
+        self.closeWithError(BAD_ACK, quiet=True)
+
+    def sessionByeReceived(self) -> None:
+        session = self._heartbeatSession
+        self._endedBecause = "session ended by the client"
+        self.heartbeatServer.sessions.end(session, CLOSED)
+        self.heartbeatEndPresence()
+        # Nothing after its bye is the client's session's, nor served.
+        self._closingWithError = True
+        self.clearLineBuffer()
+        self.stopHeartbeat()
+        self.transport.loseConnection()
 
 
 class BroadcastServerProtocol(HeartbeatServerProtocol):
@@ -160,4 +211,4 @@ class BroadcastServerProtocol(HeartbeatServerProtocol):
     """
 
     def messageReceived(self, line: bytes) -> None:
-        self.factory.relay(line, exclude=self)
+        self.factory.relay(line, exclude=self.heartbeatMember)

@@ -6,7 +6,7 @@ that also serves the browser client.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -19,12 +19,13 @@ from .._framing.handshake import (
     SUBPROTOCOL,
     handshake_from_json,
     json_fields,
-    seconds,
+    timing_fields,
 )
 from .._framing.line import (
     BAD_HANDSHAKE,
     DISCONNECTED,
     SERVER_FULL,
+    SESSIONS_UNAVAILABLE,
     TOKEN_EXPIRED,
     UNAUTHORIZED,
 )
@@ -41,9 +42,16 @@ from .._framing.websocket import (
     close_description,
     timers_on,
 )
+from .._session.session import CLOSED
 from .admission import CountedByServer
 from .assets import Asset
 from .factory import HeartbeatServerFactory
+
+# Close codes by which a client says it is gone for good, not reconnecting.
+_GOODBYES = (1000, 1001)
+# Why the server closes a session's connection.
+SESSION_OVERFLOW_CODE = 4008
+SESSION_TAKEN_OVER = 4009
 
 # The close code that tells a page why it was refused (not admitted, or
 # its token expired).
@@ -52,6 +60,7 @@ _REFUSALS = {
     UNAUTHORIZED: UNAUTHORIZED_CODE,
     BAD_HANDSHAKE: INVALID_MESSAGE,
     TOKEN_EXPIRED: TOKEN_EXPIRED_CODE,
+    SESSIONS_UNAVAILABLE: TRY_AGAIN_LATER,
 }
 class HeartbeatWebSocketServerProtocol(
     CountedByServer, WebSocketHeartbeat, WebSocketServerProtocol
@@ -102,10 +111,16 @@ class HeartbeatWebSocketServerProtocol(
         # and sends what it kept for the next connection.
         self.sendControlMessage(
             "hello",
-            interval=self.heartbeatInterval,
-            timeout=self.heartbeatTimeout,
-            pongTimeout=seconds(self.heartbeatPongTimeout),
-            maxLength=self.maxLineLength,
+            **json_fields(
+                dict(
+                    timing_fields(
+                        self.heartbeatInterval,
+                        self.heartbeatTimeout,
+                        self.heartbeatPongTimeout,
+                        self.maxLineLength,
+                    )
+                )
+            ),
         )
         # It will send no hello, so there is no name to wait for.
         self.heartbeatEnterPresence()
@@ -120,7 +135,11 @@ class HeartbeatWebSocketServerProtocol(
         if self.state != OPEN:
             return
         if self.heartbeatAdmitted:
-            if self.heartbeatServer.jwtVerifier is not None and payload.startswith(b"auth "):
+            if (
+                self.heartbeatServer.jwtVerifier is not None
+                and not isBinary
+                and payload.startswith(b"auth ")
+            ):
                 self.heartbeatTokenReceived(payload)
                 return
             if self._heartbeatMayNegotiate and self._heartbeatFirstMessage():
@@ -134,8 +153,12 @@ class HeartbeatWebSocketServerProtocol(
         else:
             self.heartbeatAuthenticate(payload)
 
-    def heartbeatAnswer(self, fields) -> None:
+    def heartbeatAnswer(self, fields: Dict[str, Any]) -> None:
         self.sendControlMessage("hello", **json_fields(fields))
+
+    def heartbeatReadHeld(self, held: List[Any]) -> None:
+        for payload, isBinary in held:
+            self.onMessage(payload, isBinary)
 
     def heartbeatDisconnect(self) -> None:
         self._heartbeatClose(DISCONNECTED_CODE, DISCONNECTED.decode())
@@ -145,6 +168,16 @@ class HeartbeatWebSocketServerProtocol(
         super()._heartbeatClose(code, reason)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        session = self._heartbeatSession
+        if (
+            session is not None
+            and not self.closedByMe
+            and code in _GOODBYES
+            and session.connection is self
+        ):
+            # The client closed for good (its page went, or it stopped),
+            # not to reconnect: the server need not keep its session.
+            self.heartbeatServer.sessions.end(session, CLOSED)
         # A close this side began is told by its own code and reason, however
         # the closing handshake ended.
         self.heartbeatLeave(close_description(*(self.heartbeatClosing or (code, reason))))
@@ -153,10 +186,35 @@ class HeartbeatWebSocketServerProtocol(
         super().sendHeartbeatPing(token)
         # A page takes a JSON ping for being served: none before admission.
         if self.heartbeatAdmitted:
-            self.sendControlMessage("ping", t=int(token))
+            session = self._heartbeatSession
+            count = None if session is None else session.countToTell()
+            if count is None:
+                self.sendControlMessage("ping", t=int(token))
+            else:
+                self.sendControlMessage("ping", t=int(token), n=count)
+
+    def sendMessage(  # type: ignore[override]
+        self, payload: bytes, isBinary: Optional[bool] = None, **kwargs: object
+    ) -> None:
+        session = self._heartbeatSession
+        if session is None:
+            super().sendMessage(payload, isBinary, **kwargs)
+        else:
+            session.send(payload, isBinary)
 
     def messageReceived(self, payload: bytes, isBinary: bool) -> None:
         self.sendMessage(payload, isBinary)
+
+    # A session's end, as this framing tells it
+
+    def sessionTakenOver(self) -> None:
+        self.heartbeatClosing = (SESSION_TAKEN_OVER, "session resumed by a newer connection")
+        self.heartbeatEndPresence()
+        self.stopHeartbeat()
+        self._heartbeatAbortClosing()
+
+    def sessionOverflowed(self) -> None:
+        self._heartbeatClose(SESSION_OVERFLOW_CODE, "session overflow")
 
 
 class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
@@ -174,7 +232,7 @@ class BroadcastWebSocketServerProtocol(HeartbeatWebSocketServerProtocol):
             )
             self._heartbeatClose(INVALID_MESSAGE, "a message must not contain a newline")
             return
-        self.heartbeatServer.relay(payload, exclude=self, isBinary=isBinary)
+        self.heartbeatServer.relay(payload, exclude=self.heartbeatMember, isBinary=isBinary)
 
 
 def origin_pattern(origin: str) -> str:

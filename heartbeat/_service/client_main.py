@@ -10,6 +10,7 @@ import sys
 from functools import partial
 from typing import List, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.logger import (
@@ -41,6 +42,9 @@ log = Logger()
 
 _ENDPOINT_TYPES = ("tcp", "tcp6", "ssl", "tls", "unix", "systemd")
 
+# Seconds a stopping client waits for its connection to close cleanly.
+STOP_GRACE = 1.0
+
 # The options a client otherwise takes from the server's handshake answer,
 # and the factory's settings they set.
 _SERVER_SETTINGS = (
@@ -68,8 +72,11 @@ class Options(HeartbeatOptions):
         "endpoint description such as tcp:127.0.0.1:1234 or "
         "tls:example.com:1234), send each line read from stdin, and print "
         "each application line received on stdout.  Pings a silent server, "
-        "drops a dead one and reconnects with jittered backoff; lines typed "
-        "while disconnected are sent after reconnection.  Logs go to "
+        "drops a dead one and reconnects with jittered backoff.  With a "
+        "server that offers sessions, every stdin line reaches the server "
+        "once and every server line reaches stdout once, in order, across "
+        "reconnections; a session the server could not resume is said on "
+        "stderr.  Logs go to "
         "stderr.  Exits 1 if the server refuses the client "
         "(error unauthorized).  --auth-token-file is read again for each "
         "connection, and for a fresh token before the server's says it "
@@ -95,8 +102,9 @@ class Options(HeartbeatOptions):
             "buffer-size",
             None,
             "1000",
-            "Lines kept while disconnected; beyond that a line is refused "
-            "with a message on stderr.",
+            "Lines kept until the server acknowledges them (or, from a server "
+            "without sessions, while disconnected); while that many are kept, "
+            "reading stdin waits.",
         ],
         [
             "name",
@@ -221,6 +229,9 @@ class _StdinLines(LineReceiver):
         try:
             self.client.sendMessage(line)
         except BufferFull as e:
+            # Reading pauses while the buffer is full; lines already read
+            # with the one that filled it are the only ones that can land
+            # here.
             log.error("line dropped, buffer full: {error}", error=str(e))
 
     def _ping(self) -> None:
@@ -267,13 +278,27 @@ def _run(reactor, options: Options):
         # token rewritten in the file (a JWT renewed) is the one sent.
         factory.authToken = partial(token_from_file, options["auth-token-file"])
     factory.name = options["name"]
-    StandardIO(_StdinLines(factory), reactor=reactor)
-    reactor.addSystemEventTrigger("before", "shutdown", factory.stopTrying)
+    stdin = _StdinLines(factory)
+    StandardIO(stdin, reactor=reactor)
+    # Standard input waits while the buffer is full: no line is dropped.
+    factory.registerProducer(stdin, True)
+    reactor.addSystemEventTrigger("before", "shutdown", _stop, factory, reactor)
     log.info("connecting to {endpoint}", endpoint=options["endpoint"])
     factory.connectEndpoint(
         clientFromString(reactor, options["endpoint"]), options["endpoint"]
     )
     return factory.whenStopped().addErrback(_refused)
+
+
+def _stop(factory: HeartbeatClientFactory, reactor) -> Deferred:
+    """
+    Stop the client and give its last lines (its session's C{bye}) a
+    moment to leave before the reactor closes every socket.
+    """
+    factory.stopTrying()
+    stopped = factory.whenStopped()
+    stopped.addTimeout(STOP_GRACE, reactor)
+    return stopped.addErrback(lambda failure: None)
 
 
 def _refused(failure):

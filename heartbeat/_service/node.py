@@ -94,6 +94,17 @@ def websocket_site_for(options: usage.Options, server: HeartbeatServerFactory):
     return websocket_site(factory)
 
 
+def session_window(options: usage.Options) -> float:
+    """
+    How long sessions live: C{--resume-window}, but none for workers
+    without Redis, where a client that comes back may reach a worker that
+    does not hold its session.
+    """
+    if options["workers"] > 1 and options["redis"] is None:
+        return 0.0
+    return options["resume-window"]
+
+
 def make_cluster(options: usage.Options) -> Cluster:
     """
     The cluster the options describe: on Redis with C{--redis}, else this
@@ -130,6 +141,14 @@ def server_factory(
     """
     The line server's factory the options describe: one per worker.
     """
+    window = session_window(options)
+    sessions = None
+    if window and options["redis"] is not None:
+        from .._session.redis import RedisSessionStore
+
+        sessions = RedisSessionStore(
+            cluster, window, options["resume-buffer"], options["resume-buffer-bytes"]
+        )
     factory = server_factory_class(options)(
         heartbeatInterval=options["interval"],
         heartbeatTimeout=options["timeout"],
@@ -144,6 +163,10 @@ def server_factory(
         jwtVerifier=options["jwt-verifier"],
         tcpKeepalive=options["tcp-keepalive"],
         cluster=cluster,
+        resumeWindow=window,
+        resumeBuffer=options["resume-buffer"],
+        resumeBufferBytes=options["resume-buffer-bytes"],
+        sessions=sessions,
     )
     factory.protocol = (
         BroadcastServerProtocol if options["broadcast"] else HeartbeatServerProtocol

@@ -15,6 +15,7 @@ from twisted.python import usage
 from .._cluster.identity import check_node_id
 from .cluster_options import ClusterOptions
 from .jwt_options import JwtOptions
+from .session_options import SessionOptions
 from .options import (
     HeartbeatOptions,
     positive_float,
@@ -209,7 +210,9 @@ def _reactor():
     return reactor
 
 
-class ServerOptions(ClusterOptions, JwtOptions, ApiOptions, WebOptions, HeartbeatOptions):
+class ServerOptions(
+    SessionOptions, ClusterOptions, JwtOptions, ApiOptions, WebOptions, HeartbeatOptions
+):
     synopsis = "[options]"
     longdesc = (
         "Serve newline-delimited heartbeat lines: each 'ping [token]' is "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
-from .node import node_service
+from .node import node_service, session_window
 from .server_options import ServerOptions as Options
 
 log = Logger()
@@ -31,8 +31,16 @@ class _Started(MultiService):
         log.info(
             "heartbeat server on {port}: interval {interval}, timeout {timeout}, "
             "pong timeout {pongTimeout}, max {maxConnections} connections, "
-            "{mode}, {auth}",
+            "{mode}, {auth}, {sessions}",
             auth=_auth(options),
+            sessions=(
+                "sessions kept {window:g}s{where}".format(
+                    window=session_window(options),
+                    where=" in Redis" if options["redis"] is not None else "",
+                )
+                if session_window(options)
+                else "no sessions"
+            ),
             port=options["port"],
             interval=options["interval"],
             timeout=options["timeout"],
@@ -40,6 +48,12 @@ class _Started(MultiService):
             maxConnections=options["max-connections"],
             mode="broadcast" if options["broadcast"] else "echo",
         )
+        if options["resume-window"] and not session_window(options):
+            log.warn(
+                "no sessions: --workers without --redis, a client that comes "
+                "back may reach a worker that does not hold its session (add "
+                "--redis for sessions every worker can resume)"
+            )
         if options["websocket-port"] is not None:
             log.info(
                 "WebSocket and /heartbeat.js on {port}", port=options["websocket-port"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
@@ -35,9 +36,11 @@ from .._cluster.throttle import ThrottledWarning
 from .._server.assets import WEB_ROOT
 from .presence import DEFAULT_LIMIT, MAX_LIMIT, _first
 
-# A name, as the API takes it: a client's name or a connection's key.
-_NAME_BYTES = bytes(range(0x21, 0x7F))
+# The longest name the API takes, in characters: a name in presence is at
+# most as many bytes (see heartbeat._cluster.identity.check_name).
 MAX_NAME = 256
+# What no name or key holds: spaces (of any kind) and control characters.
+_NOT_A_NAME = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 class ApiError(Exception):
@@ -61,16 +64,25 @@ def parse_name(raw: bytes) -> str:
 def check_name(name: bytes) -> str:
     """
     A name as given, already decoded (Twisted decodes a query's values):
-    1 to 256 printable ASCII characters, no spaces.
+    1 to L{MAX_NAME} characters of UTF-8, without spaces or control
+    characters (what the description's C{Name} allows).  One that no
+    connection could have (see
+    L{heartbeat._cluster.identity.is_present_name}) is taken, and reaches
+    no one.
 
     @raise ApiError: it is not one.
     """
-    if not 0 < len(name) <= MAX_NAME or name.translate(None, _NAME_BYTES):
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if not 0 < len(text) <= MAX_NAME or _NOT_A_NAME.search(text):
         raise ApiError(
             400, "bad_name",
-            f"a name is 1 to {MAX_NAME} printable ASCII characters without spaces",
+            f"a name is 1 to {MAX_NAME} characters of UTF-8 without spaces "
+            "or control characters",
         )
-    return name.decode("ascii")
+    return text
 
 
 class _ApiRequest(Request):

@@ -42,6 +42,10 @@ _COUNTERS = (
     ("heartbeat_reconnects", "Connections from an address that had just lost one.", "reconnects"),
     ("heartbeat_pings_sent", "Pings sent to silent peers.", "pings_sent"),
     ("heartbeat_pings_received", "Pings received from peers.", "pings_received"),
+    ("heartbeat_sessions_resumed", "Connections that resumed a session.",
+     "sessions_resumed"),
+    ("heartbeat_sessions_lost", "Sessions a client asked to resume that were "
+     "lost (expired, overflowed, unknown...).", "sessions_lost"),
 )
 
 # (name, help, key of a node's cluster report), per node.
@@ -74,6 +78,14 @@ class ServerCollector:
         for transport in sorted(set(TRANSPORTS) | set(kinds)):
             open_.add_metric([transport], kinds[transport])
         yield open_
+        sessions = GaugeMetricFamily(
+            "heartbeat_sessions", "Sessions alive now: carried by a connection, "
+            "or waiting for their client.", labels=["state"]
+        )
+        waiting = merged["totals"]["sessions_waiting"]
+        sessions.add_metric(["connected"], merged["totals"]["sessions"] - waiting)
+        sessions.add_metric(["waiting"], waiting)
+        yield sessions
         for name, documentation, key in _COUNTERS:
             yield CounterMetricFamily(name, documentation, merged["totals"][key])
         cumulative = list(accumulate(merged["rtt"]["counts"]))

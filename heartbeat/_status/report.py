@@ -20,7 +20,8 @@ Report = Dict[str, Any]
 
 # The totals that add up across nodes.
 TOTALS = ("open", "accepted", "timed_out", "refused", "reconnects",
-          "pings_sent", "pings_received")
+          "pings_sent", "pings_received", "sessions", "sessions_waiting",
+          "sessions_resumed", "sessions_lost")
 
 
 def connection_row(protocol: Any, ident: int, since: float, now: float) -> dict:
@@ -83,6 +84,7 @@ def node_report(server: Any, limit: Optional[int] = None) -> Report:
             "reconnects": server.reconnects,
             "pings_sent": server.pingsSent,
             "pings_received": server.pingsReceived,
+            **session_totals(server.sessions),
         },
         "transports": dict(Counter(p.heartbeatFraming for p in server.connections)),
         "rtt": {
@@ -98,6 +100,22 @@ def node_report(server: Any, limit: Optional[int] = None) -> Report:
             "messages_failed": cluster.messagesFailed,
         },
         "connections": rows,
+    }
+
+
+def session_totals(sessions: Any) -> Dict[str, int]:
+    """
+    What a server's session store counts: live sessions, those waiting for
+    their client, resumptions, and resumptions refused (the client told
+    its session was lost).
+    """
+    if sessions is None:
+        return dict.fromkeys(TOTALS[-4:], 0)
+    return {
+        "sessions": len(sessions.sessions),
+        "sessions_waiting": sessions.detachedCount,
+        "sessions_resumed": sessions.resumed,
+        "sessions_lost": sum(sessions.refused.values()),
     }
 
 

@@ -34,6 +34,16 @@
 // time.  A server that closes with 4003 (token expired) is reconnected to
 // with a fresh token.
 //
+// It also asks for a session (unless its resume option is false): a
+// server that offers one counts the page's messages and the page counts
+// the server's, each side keeps what the other has not counted yet, and a
+// reconnection resumes where the last connection stopped, sending again
+// what did not arrive: every message reaches the other side once, in
+// order.  The counts ride on the JSON heartbeats ("n") and on
+// {"type":"ack","n":N}; a "resume" event says a reconnection resumed, a
+// "sessionlost" event that the server could not (with the reason and the
+// messages that may not have arrived).
+//
 // Plain ES module, no dependencies: import it from the server's
 // /heartbeat.js.  Times are in seconds, like the server's options.  It runs
 // as it is in Node 22 and later (their global WebSocket); elsewhere, pass a
@@ -45,6 +55,14 @@ const EPSILON = 0.001;
 // throttled: the server's messages may be waiting, unread, behind it.
 const LATE = 0.05;
 const CONTROL = new Set(["ping", "pong", "hello"]);
+// On a connection that carries a session, "ack" carries a count too.
+const SESSION_CONTROL = new Set(["ping", "pong", "hello", "ack"]);
+// A session's count goes at once after this many messages, or this many
+// seconds after the first of them.
+const ACK_EVERY = 64;
+const ACK_DELAY = 0.2;
+// Close codes by which the server knows the page is gone for good.
+const GOING_AWAY = 1000;
 // The subprotocol by which the page says it sends a hello of its own.
 const SUBPROTOCOL = "heartbeat.v1";
 // Close codes, the server's by the same numbers.
@@ -100,14 +118,19 @@ function closeEvent(code, reason, wasClean) {
   return Object.assign(new Event("close"), { code, reason, wasClean });
 }
 
-function parseControl(data) {
+function parseControl(data, types = CONTROL) {
   if (typeof data !== "string" || data[0] !== "{" || data.length > 2048) return null;
   try {
     const message = JSON.parse(data);
-    return CONTROL.has(message?.type) ? message : null;
+    return types.has(message?.type) ? message : null;
   } catch {
     return null;
   }
+}
+
+// A session's count as a heartbeat carries it, or null.
+function count(value) {
+  return Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 
 /**
@@ -144,6 +167,17 @@ function parseControl(data) {
  *
  * serverHello: the server's answer to the page's hello on the current
  * connection (its id, timing and the name it granted), or null.
+ *
+ * Sessions (option resume, true by default): sessionId is the session's id
+ * or null; send() keeps each message until the server acknowledges it
+ * (maxBuffered bounds them: BufferFullError past it).  Events: "resume"
+ * (detail: {replayed}, the messages sent again) when a reconnection resumed
+ * the session, and "sessionlost" (detail: {reason, inDoubt}) when the
+ * server could not: reason is the server's ("expired", "overflow",
+ * "unknown", "mismatch", "closed") or "unsupported" (it offers none), and
+ * inDoubt the messages the page had sent that the server never
+ * acknowledged; messages the server sent meanwhile may be missing.
+ * Messages sent while away that never left the page go in the new session.
  */
 export class HeartbeatSocket extends EventTarget {
   constructor(url, options = {}) {
@@ -176,6 +210,18 @@ export class HeartbeatSocket extends EventTarget {
     this._ws = null;
     this._timer = null;
     this._refreshTimer = null;
+    this.sessionId = null;
+    // The session: messages received and sent in it, those sent that the
+    // server has not counted (oldest first), how many of them were ever
+    // written, and how many received since the count was last told.
+    this._inCount = 0;
+    this._sent = 0;
+    this._unacked = [];
+    this._written = 0;
+    this._owed = 0;
+    this._ackTimer = null;
+    // Whether the current connection carries the session.
+    this._carrying = false;
     this._resume = () => this._resumeNow();
     this._visible = () => {
       if (globalThis.document?.visibilityState === "visible") this._resumeNow();
@@ -190,13 +236,16 @@ export class HeartbeatSocket extends EventTarget {
     if (this.state === "closed") throw new Error("the socket is closed");
     const error = this._refusal(data);
     if (error !== null) throw error;
+    const kept = this.buffered;
     // A socket the server is closing would drop the message silently.
-    if (this.state === "open" && this._ws.readyState === OPEN) {
+    if (this.state === "open" && this._ws.readyState === OPEN && this.sessionId === null) {
       this._write(data);
-    } else if (this._buffer.length >= this.maxBuffered) {
-      throw new BufferFullError(`${this._buffer.length} messages already wait`);
-    } else {
+    } else if (kept >= this.maxBuffered) {
+      throw new BufferFullError(`${kept} messages already wait`);
+    } else if (this.sessionId === null) {
       this._buffer.push(data);
+    } else {
+      this._keep(data);
     }
   }
 
@@ -206,7 +255,40 @@ export class HeartbeatSocket extends EventTarget {
     this._pings += 1;
     this._earlierPingSentAt = this._pingSentAt;
     this._pingSentAt = this._clock.now();
-    this._ws.send(JSON.stringify({ type: "ping", t: this._pings }));
+    this._control({ type: "ping", t: this._pings });
+  }
+
+  // A heartbeat, carrying the session's count once the session is on.
+  _control(message) {
+    if (this._carrying) {
+      message.n = this._inCount;
+      this._owed = 0;
+    }
+    this._ws.send(JSON.stringify(message));
+  }
+
+  // A message of the session: numbered, kept until the server counts it,
+  // and written now if the connection carries the session.
+  _keep(data) {
+    this._unacked.push(data);
+    this._sent += 1;
+    if (this._carrying && this._ws.readyState === OPEN) {
+      this._write(data);
+      this._written = this._sent;
+    }
+  }
+
+  // The server has counted n of the page's messages: drop those kept.
+  _acknowledge(n) {
+    const acked = this._sent - this._unacked.length;
+    if (n > this._sent) return false;
+    if (n > acked) this._unacked.splice(0, n - acked);
+    return true;
+  }
+
+  /** How many messages are kept: waiting to be sent, or for the server's count. */
+  get buffered() {
+    return this._buffer.length + this._unacked.length;
   }
 
   get pongDeadline() {
@@ -214,13 +296,15 @@ export class HeartbeatSocket extends EventTarget {
   }
 
   /** Close for good: no more reconnecting; buffered messages are dropped. */
-  close(code = 1000, reason = "") {
+  close(code = GOING_AWAY, reason = "") {
     if (this.state === "closed") return;
     globalThis.removeEventListener?.("online", this._resume);
     globalThis.document?.removeEventListener("visibilitychange", this._visible);
     this._cancelTimer();
     this._cancelRefresh();
+    this._cancelAck();
     this._buffer = [];
+    this._unacked = [];
     this._setState("closed");
     this._ws?.close(code, reason);
   }
@@ -300,11 +384,43 @@ export class HeartbeatSocket extends EventTarget {
     this._refreshTimer = null;
   }
 
-  // What the page asks the server for: its name, when it has one.
+  // What the page asks the server for: its name, when it has one, and its
+  // session.
   _handshake() {
     const hello = { type: "hello" };
     if (this._options.name != null) hello.name = String(this._options.name);
+    if (this._options.resume ?? true) {
+      hello.resume = this.sessionId ?? true;
+      if (this.sessionId !== null) hello.received = this._inCount;
+    }
     return hello;
+  }
+
+  // The session the server's hello gives: ours resumed (what the server
+  // has not received goes again), or lost, and a new one.
+  _openSession(hello) {
+    const granted = typeof hello?.session === "string" ? hello.session : null;
+    const received = count(hello?.received);
+    if (this.sessionId !== null) {
+      const acked = this._sent - this._unacked.length;
+      if (granted === this.sessionId && received !== null && received >= acked
+          && this._acknowledge(received)) {
+        return true;
+      }
+      const reason = granted === this.sessionId ? "mismatch"
+        : granted === null ? "unsupported" : (hello.lost ?? "unknown");
+      const inDoubt = this._unacked.slice(0, this._written - acked);
+      // What never left the page goes first once the connection is open.
+      this._buffer.unshift(...this._unacked.slice(this._written - acked));
+      this.sessionId = null;
+      this._unacked = [];
+      this.dispatchEvent(new CustomEvent("sessionlost", { detail: { reason, inDoubt } }));
+    }
+    if (granted !== null && received === 0) {
+      this.sessionId = granted;
+      this._inCount = this._sent = this._written = this._owed = 0;
+    }
+    return false;
   }
 
   // Why the server would refuse a message, or null.
@@ -325,33 +441,82 @@ export class HeartbeatSocket extends EventTarget {
     return null;
   }
 
-  // A string the server would read as a heartbeat goes as its bytes, so
-  // that it reaches the application whole.
+  // A string the server would read as a heartbeat, or as a fresh token
+  // ("auth ..."), goes as its bytes, so that it reaches the application
+  // whole.
   _write(data) {
-    this._ws.send(parseControl(data) === null ? data : new TextEncoder().encode(data));
+    const types = this._carrying ? SESSION_CONTROL : CONTROL;
+    const plain = parseControl(data, types) === null
+      && !(typeof data === "string" && data.startsWith("auth "));
+    this._ws.send(plain ? data : new TextEncoder().encode(data));
   }
 
   _received(data) {
     const now = this._clock.now();
     this._lastHeard = now;
-    const control = parseControl(data);
+    let control = parseControl(data, this._carrying ? SESSION_CONTROL : CONTROL);
     const negotiated = this._ws.protocol === SUBPROTOCOL;
     if (this.state === "connecting") {
-      if (control?.type === "hello") {
-        if (negotiated) this.serverHello = control;
-        this._hello(control);
+      const hello = control?.type === "hello" ? control : null;
+      // Only a server that took the subprotocol answers the page's hello.
+      const answer = negotiated ? hello : null;
+      if (answer !== null) this.serverHello = answer;
+      const resumed = this._openSession(answer);
+      this._carrying = this.sessionId !== null;
+      if (hello !== null) this._hello(hello);
+      this._healthy(resumed);
+      if (hello !== null) {
+        if (answer !== null && this._ws !== null) this._expires(answer.expires);
+        return;
       }
-      this._healthy();
+      control = parseControl(data, this._carrying ? SESSION_CONTROL : CONTROL);
     }
-    // Its first hello, or the answer to a fresh token.
+    // The answer to a fresh token.
     if (control?.type === "hello" && negotiated && this._ws !== null) this._expires(control.expires);
     if (control === null) {
+      if (this._carrying) this._count();
       this.dispatchEvent(new MessageEvent("message", { data }));
-    } else if (control.type === "ping") {
-      if (Number.isInteger(control.t)) this._ws.send(JSON.stringify({ type: "pong", t: control.t }));
+      return;
+    }
+    const n = count(control.n);
+    if (this._carrying && n !== null && control.type !== "hello" && !this._acknowledge(n)) {
+      // The server counts messages never sent: its session is not ours.
+      const ws = this._ws;
+      this._lost(HEARTBEAT_TIMEOUT, "bad ack", false);
+      ws.close(HEARTBEAT_TIMEOUT, "bad ack");
+      return;
+    }
+    if (control.type === "ping") {
+      if (Number.isInteger(control.t)) this._control({ type: "pong", t: control.t });
     } else if (control.type === "pong") {
       this._pong(control.t, now);
     }
+  }
+
+  // A message of the session received: counted, and the count told at
+  // once after ACK_EVERY of them, else ACK_DELAY after the first.
+  _count() {
+    this._inCount += 1;
+    this._owed += 1;
+    if (this._owed >= ACK_EVERY) {
+      this._tellCount();
+    } else if (this._ackTimer === null) {
+      this._ackTimer = this._clock.setTimeout(() => {
+        this._ackTimer = null;
+        this._tellCount();
+      }, ACK_DELAY);
+    }
+  }
+
+  _tellCount() {
+    if (this._owed > 0 && this._carrying && this._ws.readyState === OPEN) {
+      this._control({ type: "ack" });
+    }
+  }
+
+  _cancelAck() {
+    if (this._ackTimer !== null) this._clock.clearTimeout(this._ackTimer);
+    this._ackTimer = null;
   }
 
   // A pong for the latest ping, or for the one before it if that was still
@@ -409,14 +574,22 @@ export class HeartbeatSocket extends EventTarget {
     }
   }
 
-  _healthy() {
+  _healthy(resumed) {
     this._attempt = 0;
+    const replayed = resumed ? this._unacked.length : 0;
+    if (resumed) {
+      // What the server has not received goes again, before anything new.
+      for (const data of this._unacked) this._write(data);
+      this._written = this._sent;
+    }
     for (const data of this._buffer.splice(0)) {
       const error = this._refusal(data);
-      if (error === null) {
-        this._write(data);
-      } else {
+      if (error !== null) {
         this.dispatchEvent(new CustomEvent("error", { detail: { data, error } }));
+      } else if (this._carrying) {
+        this._keep(data);
+      } else {
+        this._write(data);
       }
     }
     this._setState("open");
@@ -425,6 +598,7 @@ export class HeartbeatSocket extends EventTarget {
       this._cancelTimer();
       this._arm();
     }
+    if (resumed) this.dispatchEvent(new CustomEvent("resume", { detail: { replayed } }));
     this.dispatchEvent(new Event("open"));
   }
 
@@ -436,8 +610,10 @@ export class HeartbeatSocket extends EventTarget {
 
   _lost(code, reason, wasClean) {
     this._ws = null;
+    this._carrying = false;
     this._cancelTimer();
     this._cancelRefresh();
+    this._cancelAck();
     this.dispatchEvent(closeEvent(code, reason, wasClean));
     if (this.state === "closed") return;
     // Refused for good: trying again would not help; nor would a token

@@ -157,6 +157,8 @@ function draw(snapshot) {
     $(key).textContent = totals[key];
   }
   $("pings").textContent = `${totals.pings_sent} / ${totals.pings_received}`;
+  $("sessions").textContent = `${totals.sessions} (${totals.sessions_waiting} waiting)`;
+  $("resumed").textContent = `${totals.sessions_resumed} / ${totals.sessions_lost}`;
   const pongDeadline = settings.pong_timeout
     ? ` (or a ping unanswered ${settings.pong_timeout} s or more, by its round trip)` : "";
   $("settings").textContent = `ping after ${settings.interval ?? "never"} s of silence, ` +

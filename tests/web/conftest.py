@@ -6,7 +6,9 @@ internet); CI installs it.  Elsewhere the browser tests are skipped when it
 is missing, but in CI (C{CI} set) a missing browser is a failure.
 """
 
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,33 @@ def artifacts():
     """Where a test leaves files for people to look at (screenshots)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def serve_page():
+    """
+    Serve one page from 127.0.0.1, as an application's own web server
+    would; return its URL.
+    """
+    servers = []
+
+    def serve(body):
+        class Page(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

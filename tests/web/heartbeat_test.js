@@ -505,6 +505,20 @@ cases.a_message_shaped_like_a_heartbeat_goes_as_bytes = () => {
   same(new TextDecoder().decode(sent), '{"type":"ping","t":1}', "bytes");
 };
 
+// A message the server would take for a fresh token goes as its bytes
+// too; the page's own tokens go as text.
+cases.a_message_shaped_like_a_token_goes_as_bytes = () => {
+  const { socket, sockets } = make({ authToken: "s3cret" });
+  const ws = sockets[0];
+  ws.open();
+  ws.receive(hello(1, 3));
+  socket.send("auth not-a-token");
+  same(ws.sent[0], "auth s3cret", "the token, as text");
+  const sent = ws.sent.at(-1);
+  check(sent instanceof Uint8Array, `sent ${sent}`);
+  same(new TextDecoder().decode(sent), "auth not-a-token", "bytes");
+};
+
 // Back online, or visible again, during an attempt: that attempt is
 // dropped and a new one starts at once.
 cases.online_or_visible_while_connecting_starts_afresh = () => {
@@ -529,7 +543,7 @@ cases.negotiates_through_its_hello = () => {
   const ws = sockets[0];
   same(ws.protocols, ["heartbeat.v1", "chat"], "subprotocols offered");
   ws.open("heartbeat.v1");
-  same(ws.sent, ['{"type":"hello","name":"alice"}', '{"type":"ping","t":1}'], "sent");
+  same(ws.sent, ['{"type":"hello","name":"alice","resume":true}', '{"type":"ping","t":1}'], "sent");
   const answer = { type: "hello", id: 3, interval: 2, timeout: 5, maxLength: 10, name: "alice" };
   ws.receive(JSON.stringify(answer));
   same(socket.serverHello, answer, "the server's answer");
@@ -649,7 +663,7 @@ cases.refreshes_a_token_that_a_function_makes = () => {
   const { socket, clock, sockets } = make({ authToken: () => `t${++minted}`, name: "ann" });
   const ws = sockets[0];
   ws.open("heartbeat.v1");
-  same(ws.sent.slice(0, 2), ["auth t1", '{"type":"hello","name":"ann"}'], "sent on open");
+  same(ws.sent.slice(0, 2), ["auth t1", '{"type":"hello","name":"ann","resume":true}'], "sent on open");
   ws.receive(JSON.stringify({ type: "hello", interval: 10, timeout: 30, name: "ann", expires: 8 }));
   const tokens = () => ws.sent.filter((m) => m.startsWith("auth "));
   for (let period = 1; period <= 4; period++) {
@@ -674,7 +688,7 @@ cases.waits_for_a_promised_token = async () => {
   resolve("later");
   await Promise.resolve();
   await Promise.resolve();
-  same(ws.sent, ["auth later", '{"type":"hello"}', '{"type":"ping","t":1}'], "sent");
+  same(ws.sent, ["auth later", '{"type":"hello","resume":true}', '{"type":"ping","t":1}'], "sent");
 };
 
 // A function that cannot make a token ends the attempt with an "error"
@@ -711,4 +725,163 @@ cases.an_expired_token_is_renewed_or_final = () => {
   same(fixed.socket.state, "closed", "state with a fixed token");
   fixed.clock.advance(100);
   same(fixed.sockets.length, 1, "attempts");
+};
+
+// Sessions: a socket whose server takes heartbeat.v1 and answers its hello
+// with `answer` (fields of the server's hello).
+function sessionPage(options = {}) {
+  const page = make(options);
+  page.sessionEvents = [];
+  page.socket.addEventListener("resume", (e) => page.sessionEvents.push(["resume", e.detail.replayed]));
+  page.socket.addEventListener("sessionlost", (e) => page.sessionEvents.push(
+    ["sessionlost", e.detail.reason, e.detail.inDoubt]));
+  page.answer = (answer) => {
+    const ws = page.sockets.at(-1);
+    ws.open("heartbeat.v1");
+    ws.receive(JSON.stringify({ type: "hello", interval: 1, timeout: 3, ...answer }));
+    return ws;
+  };
+  page.hello = (ws) => JSON.parse(ws.sent.find((m) => m.includes('"hello"')));
+  return page;
+}
+
+const sid = "Yq3vQ0eA9rJk2LmS5tUw1x";
+
+// The page asks for a session; after a reconnection it resumes it: what
+// the server had not received goes again, in order, before anything new,
+// and nothing the server had received goes twice.
+cases.resumes_its_session_and_sends_again_only_what_was_missed = () => {
+  const page = sessionPage();
+  const { socket, clock, sockets } = page;
+  sockets[0].open("heartbeat.v1");
+  same(page.hello(sockets[0]), { type: "hello", resume: true }, "first hello");
+  sockets[0].receive(JSON.stringify({ type: "hello", interval: 1, timeout: 3, session: sid, received: 0 }));
+  same(socket.sessionId, sid, "session id");
+  socket.send("a");
+  socket.send("b");
+  sockets[0].receive("m1");
+  sockets[0].receive("m2");
+  sockets[0].drop(1006);
+  socket.send("c");
+  clock.advance(1);
+  const ws = page.answer({ session: sid, received: 1 });
+  same(page.hello(ws), { type: "hello", resume: sid, received: 2 }, "second hello");
+  same(ws.sent.filter((m) => !m.startsWith("{")), ["b", "c"], "sent again");
+  socket.send("d");
+  same(ws.sent.at(-1), "d", "then the new");
+  same(page.sessionEvents, [["resume", 2]], "events");
+};
+
+// The count goes at once after 64 messages, 0.2 s after the first one
+// otherwise, and on the page's pings and pongs; the server's counts free
+// what the page kept.
+cases.tells_its_count_and_drops_what_the_server_counted = () => {
+  const page = sessionPage();
+  const { socket, clock } = page;
+  const ws = page.answer({ session: sid, received: 0 });
+  const acks = () => ws.sent.filter((m) => m.includes('"ack"'));
+  for (let i = 0; i < 63; i++) ws.receive(`m${i}`);
+  same(acks(), [], "no ack before 64");
+  ws.receive("m63");
+  same(acks(), ['{"type":"ack","n":64}'], "ack at 64");
+  ws.receive("m64");
+  clock.advance(0.19);
+  same(acks().length, 1, "not before 0.2 s");
+  clock.advance(0.02);
+  same(acks().at(-1), '{"type":"ack","n":65}', "ack after 0.2 s");
+  ws.receive('{"type":"ping","t":9}');
+  same(ws.sent.at(-1), '{"type":"pong","t":9,"n":65}', "a pong carries it");
+  socket.send("x");
+  socket.send("y");
+  same(socket._unacked, ["x", "y"], "kept");
+  ws.receive('{"type":"ack","n":1}');
+  same(socket._unacked, ["y"], "the acknowledged one dropped");
+  ws.receive('{"type":"pong","t":1,"n":2}');
+  same(socket._unacked, [], "a pong's count too");
+};
+
+// A session the server cannot resume is reported with its reason and the
+// messages in doubt; what never left the page goes in the new session.
+cases.a_lost_session_is_reported_with_what_is_in_doubt = () => {
+  const page = sessionPage();
+  const { socket, clock, sockets } = page;
+  page.answer({ session: sid, received: 0 });
+  socket.send("sent");
+  sockets[0].drop(1006);
+  socket.send("kept");
+  clock.advance(1);
+  const ws = page.answer({ session: "Zt6pB1cD0sFh3NkR8vXy2w", received: 0, lost: "expired" });
+  same(page.sessionEvents, [["sessionlost", "expired", ["sent"]]], "events");
+  same(socket.sessionId, "Zt6pB1cD0sFh3NkR8vXy2w", "the new session");
+  same(ws.sent.filter((m) => !m.startsWith("{")), ["kept"], "sent in the new one");
+  same(socket._unacked, ["kept"], "and kept");
+};
+
+// In a session, a message that would read as an acknowledgement goes as
+// bytes, and one that arrives as bytes is the application's.
+cases.in_a_session_ack_shaped_messages_stay_the_applications = () => {
+  const page = sessionPage();
+  const { socket, events } = page;
+  const ws = page.answer({ session: sid, received: 0 });
+  socket.send('{"type":"ack","n":5}');
+  check(ws.sent.at(-1) instanceof Uint8Array, "sent as bytes");
+  const bytes = new TextEncoder().encode('{"type":"ack","n":1}').buffer;
+  ws.receive(bytes);
+  same(events.filter((e) => e.startsWith("message")).length, 1, "delivered");
+  same(socket._unacked.length, 1, "and no count moved");
+};
+
+// close() says goodbye with 1000, which ends the session on the server;
+// dropping a dead server says 4000, which keeps it.
+cases.close_ends_the_session_a_timeout_does_not = () => {
+  const page = sessionPage();
+  const ws = page.answer({ session: sid, received: 0 });
+  droppedAfter(page, ws, 3, "heartbeat timeout");
+  page.clock.advance(1);
+  const again = page.answer({ session: sid, received: 0 });
+  same(page.sessionEvents, [["resume", 0]], "resumed");
+  page.socket.close();
+  same(again.closedWith, [1000, ""], "goodbye");
+};
+
+// A server that counts messages never sent is not the page's session: the
+// connection is dropped for a fresh handshake.
+cases.a_count_of_messages_never_sent_drops_the_connection = () => {
+  const page = sessionPage();
+  const ws = page.answer({ session: sid, received: 0 });
+  ws.receive('{"type":"ack","n":3}');
+  same(page.socket.state, "reconnecting", "state");
+  same(ws.closedWith, [4000, "bad ack"], "close");
+};
+
+// The buffer bounds what waits for the server's count, connected or not.
+cases.the_buffer_bounds_the_unacknowledged = () => {
+  const page = sessionPage({ maxBuffered: 2 });
+  page.answer({ session: sid, received: 0 });
+  page.socket.send("1");
+  page.socket.send("2");
+  let thrown = null;
+  try {
+    page.socket.send("3");
+  } catch (error) {
+    thrown = error;
+  }
+  check(thrown instanceof BufferFullError, `threw ${thrown}`);
+};
+
+// A server that no longer offers sessions: the session is reported lost,
+// and the page carries on without one.
+cases.a_server_without_sessions_loses_the_session = () => {
+  const page = sessionPage();
+  const { socket, clock, sockets } = page;
+  page.answer({ session: sid, received: 0 });
+  sockets[0].drop(1006);
+  clock.advance(1);
+  const ws = sockets.at(-1);
+  ws.open();
+  ws.receive(hello(1, 3));
+  same(page.sessionEvents, [["sessionlost", "unsupported", []]], "events");
+  same(socket.sessionId, null, "no session");
+  socket.send("plain");
+  same(ws.sent.at(-1), "plain", "sent as before");
 };

@@ -3,7 +3,6 @@ The README's page and the status page in headless Chromium, against a real
 server on loopback that the test freezes, kills and restarts.
 """
 
-import http.server
 import json
 import re
 import textwrap
@@ -35,36 +34,6 @@ def readme_page(websocket_port, options=None):
         assert block.count('/");') == 1
         block = block.replace('/");', f'/", {json.dumps(options)});')
     return block.replace("localhost:8080", f"127.0.0.1:{websocket_port}").encode()
-
-
-@pytest.fixture
-def serve_page():
-    """
-    Serve one page from 127.0.0.1, as an application's own web server
-    would; return its URL.
-    """
-    servers = []
-
-    def serve(body):
-        class Page(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -221,7 +190,10 @@ def test_status_page_lists_connections_and_draws(browser, page, twistd, serve_pa
             pass
 
     threading.Thread(target=keep_pinging, daemon=True).start()
-    url = serve_page(readme_page(server.ports["websocket-port"]))
+    # The pages ping a silent server later than it pings them, so that it
+    # is the server that measures their round trips: at the same interval
+    # whichever side's timer fires first pings.
+    url = serve_page(readme_page(server.ports["websocket-port"], {"interval": 2}))
     for _ in range(2):
         opened.append(browser.new_page())
         open_page(opened[-1], url)
