@@ -5,11 +5,13 @@ C{python -m bench}: run the scenarios and print their tables.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 
 from . import api, cluster, scenarios, sessions
+from .workerman import ENVIRONMENT, Workerman
 
 SCENARIOS = ["hold", "throughput", "detection", "reconnect", "workers", "cluster",
              "api", "sessions"]
@@ -30,16 +32,26 @@ def main(argv=None) -> None:
                         "timer baselines")
     parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")],
                         help="connection counts for hold (default "
-                        "1000,5000,15000; quick 1000)")
+                        "1000,5000,15000; quick 1000); the first is also "
+                        "the clients of reconnect (default 5000) and the "
+                        "connections of cluster (default 15000)")
     parser.add_argument("--hold-seconds", type=float,
                         help="measured hold per run (default 30; quick 3)")
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")],
                         default=[1, 2],
                         help="worker counts for the heartbeat server in the "
                         "throughput and workers scenarios (default 1,2)")
-    parser.add_argument("--ping-interval", type=float, default=25.0,
-                        help="how often each held connection pings (hold "
-                        "scenario; the server's interval is 25 s)")
+    parser.add_argument("--ping-interval",
+                        type=lambda s: [float(n) for n in s.split(",")],
+                        default=[25.0, 10.0],
+                        help="how often each held connection pings, one "
+                        "hold table for each (default 25,10; the server's "
+                        "interval is 25 s)")
+    parser.add_argument("--workerman", metavar="DIR",
+                        default=os.environ.get(ENVIRONMENT),
+                        help="run Workerman's heartbeat example beside the "
+                        "others, from DIR laid out as bench/README says "
+                        f"(default: ${ENVIRONMENT}; skipped without it)")
     parser.add_argument("--rounds", type=int,
                         help="interleaved runs per server in hold and "
                         "throughput (default 3; quick 1)")
@@ -59,31 +71,38 @@ def main(argv=None) -> None:
     chosen = args.scenario or SCENARIOS
     started = time.monotonic()
     out = sys.stdout
-    out.write(f"logs in {logdir}\n\n")
+    out.write(f"logs in {logdir}\n")
+    # Workerman joins the scenarios that compare servers, when it can run.
+    others = _workerman(args.workerman, out)
+    out.write("\n")
+    sizes = args.sizes or ([1000] if quick else [1000, 5000, 15000])
+    figures: dict = {}
     if "hold" in chosen:
-        out.write(scenarios.hold(
-            kinds, args.sizes or ([1000] if quick else [1000, 5000, 15000]),
-            args.hold_seconds or (2.0 if quick else 30.0), logdir,
-            args.ping_interval, args.rounds or (1 if quick else 3),
-        ) + "\n")
+        for pingInterval in args.ping_interval:
+            out.write(scenarios.hold(
+                kinds + others, sizes,
+                args.hold_seconds or (2.0 if quick else 30.0), logdir,
+                pingInterval, args.rounds or (1 if quick else 3), figures,
+            ) + "\n")
     if "throughput" in chosen:
         out.write(scenarios.throughput(
-            kinds, 100 if quick else 200, 3.0 if quick else 10.0, logdir,
-            args.workers, args.rounds or (1 if quick else 3),
-            args.lean_loadgen,
+            kinds + others, 100 if quick else 200, 3.0 if quick else 10.0,
+            logdir, args.workers, args.rounds or (1 if quick else 3),
+            args.lean_loadgen, figures,
         ) + "\n")
     if "detection" in chosen:
         # The floor has no timer: it never closes a silent peer.
         out.write(scenarios.detection(
-            ["sweep", "heartbeat"] if args.baselines else ["heartbeat"],
-            200, *((1.0, 2.5) if quick else (5.0, 11.0)), logdir,
+            (["sweep", "heartbeat"] if args.baselines else ["heartbeat"])
+            + others,
+            200, *((1.0, 2.5) if quick else (5.0, 11.0)), logdir, figures,
         ) + "\n")
         out.write(scenarios.detection_time(
             200, args.detection_scale or (25.0 if quick else 10.0), logdir,
         ) + "\n")
     if "reconnect" in chosen:
         out.write(scenarios.reconnect(
-            kinds, 1000 if quick else 5000, logdir,
+            kinds, (args.sizes or [1000 if quick else 5000])[0], logdir,
         ) + "\n")
     if "workers" in chosen:
         out.write(scenarios.workers(
@@ -113,7 +132,29 @@ def main(argv=None) -> None:
             args.hold_seconds or (2.0 if quick else 10.0), rounds, logdir,
         ) + "\n")
         out.write(sessions.replay(1000, 3 if quick else 11, logdir) + "\n")
+    if figures:
+        out.write(scenarios.summary(
+            figures, max(sizes), ["floor", "heartbeat"] + others
+        ) + "\n")
     out.write(f"finished in {time.monotonic() - started:.0f} s\n")
+
+
+def _workerman(directory, out) -> list:
+    """
+    C{["workerman"]} when Workerman can run from C{directory}; else C{[]},
+    with one line saying why.
+    """
+    if directory is None:
+        out.write(f"workerman: skipped (no --workerman DIR, no ${ENVIRONMENT}; "
+                  "see bench/README)\n")
+        return []
+    missing = Workerman(directory).missing()
+    if missing is not None:
+        out.write(f"workerman: skipped ({missing}; see bench/README)\n")
+        return []
+    # The servers find it there, as the load generators find the rest.
+    os.environ[ENVIRONMENT] = directory
+    return ["workerman"]
 
 
 if __name__ == "__main__":

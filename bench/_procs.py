@@ -16,6 +16,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from ._report import cpu_seconds, rss_bytes
+from .workerman import configured
 
 # Connections per generator process: well under the 20,000 open files a
 # process may hold, with room for the rest of the process.
@@ -36,9 +37,12 @@ def free_port() -> int:
 class Server:
     """
     One server under test: a baseline (C{floor}, C{reset}, C{sweep},
-    C{wheel}) or the real C{heartbeat} twistd plugin, on 127.0.0.1.
+    C{wheel}), the real C{heartbeat} twistd plugin, or Workerman's
+    heartbeat example (see L{bench.workerman}), on 127.0.0.1.
 
     @ivar options: more command-line options, for C{heartbeat} only.
+    @ivar backlog: the listen backlog set in C{heartbeat}'s C{--port}, or
+        C{None} for the server's own default, as a user gets it.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class Server:
         workers: int = 1,
         logdir: str = "/tmp",
         options: Sequence[str] = (),
+        backlog: Optional[int] = None,
     ) -> None:
         self.kind = kind
         self.port = port
@@ -58,15 +63,23 @@ class Server:
         self.workers = workers
         self.logdir = logdir
         self.options = list(options)
+        self.backlog = backlog
         self.process: Optional[subprocess.Popen] = None
 
     def command(self) -> List[str]:
-        endpoint = f"tcp:{self.port}:interface=127.0.0.1:backlog=4096"
+        # The sweep's period, as in Workerman's example: 10 s for 55 s.
+        sweep = self.timeout * 10 / 55
+        if self.kind == "workerman":
+            return configured().command(self.port, self.timeout, sweep, self.logdir)
         if self.kind != "heartbeat":
-            return [sys.executable, "-m", "bench.serve", self.kind, endpoint,
+            return [sys.executable, "-m", "bench.serve", self.kind,
+                    f"tcp:{self.port}:interface=127.0.0.1:backlog=4096",
                     "--interval", str(self.interval),
                     "--timeout", str(self.timeout),
-                    "--sweep", str(self.timeout * 10 / 55)]
+                    "--sweep", str(sweep)]
+        endpoint = f"tcp:{self.port}:interface=127.0.0.1"
+        if self.backlog is not None:
+            endpoint += f":backlog={self.backlog}"
         command = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=",
                    "-l", os.path.join(self.logdir, f"heartbeat-{self.port}.log"),
                    "heartbeat", "--port", endpoint,
@@ -130,18 +143,50 @@ class Server:
         return sum(_quietly(rss_bytes, pid) for pid in self.pids())
 
     def kill(self) -> None:
+        children = _identified(self.pids()[1:])
         self.process.kill()
         self.process.wait()
+        _kill_left(children)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        children = _identified(self.pids()[1:])
         self.process.terminate()
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        _kill_left(children)
+
+
+def _started(pid: int) -> Optional[str]:
+    """
+    When process C{pid} started (in clock ticks since boot), or C{None}.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def _identified(pids: Sequence[int]) -> List[tuple]:
+    return [(pid, _started(pid)) for pid in pids]
+
+
+def _kill_left(children: Sequence[tuple]) -> None:
+    """
+    Kill what is left of a server's children (a worker whose parent was
+    killed under it), each only while it is the same process.
+    """
+    for pid, started in children:
+        if started is not None and _started(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _quietly(measure, pid: int):

@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from ._procs import Load, Server, free_port
 from ._report import median, percentile, ratio, table
+
+# Twisted's listen backlog when an endpoint sets none.
+TWISTED_BACKLOG = 50
 
 
 @contextmanager
@@ -39,7 +42,8 @@ def ms(value):
 
 
 def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
-         logdir: str, pingInterval: float = 25.0, rounds: int = 1) -> str:
+         logdir: str, pingInterval: float = 25.0, rounds: int = 1,
+         figures: Optional[dict] = None) -> str:
     """
     N idle connections at the default 25 s interval: memory and CPU, the
     median of C{rounds} interleaved runs of every server.
@@ -47,6 +51,9 @@ def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
     Clients that ping every 25 s race the server's own 25 s interval, so
     the server pings some of them too ("server pings"); C{pingInterval}
     below 25 s shows the cost without that race.
+
+    @param figures: filled with each server's C{(size, pingInterval)}
+        figures, for L{summary}.
     """
     rows = []
     for size in sizes:
@@ -69,6 +76,10 @@ def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
             (perConnection, cpu, opened, pings, pongs, answered, p50, p99,
              errors) = [median([v[i] for v in values]) for i in range(9)]
             floor = floor or (perConnection, cpu)
+            if figures is not None:
+                figures.setdefault(kind, {})[size, pingInterval] = (
+                    perConnection, cpu, p99
+                )
             rows.append([
                 f"{size:,}", kind, int(opened), perConnection,
                 ratio(perConnection, floor[0]), cpu * 1000,
@@ -88,10 +99,13 @@ def hold(kinds: Sequence[str], sizes: Sequence[int], seconds: float,
 
 def throughput(kinds: Sequence[str], connections: int, seconds: float,
                logdir: str, workers: Sequence[int] = (1,), rounds: int = 1,
-               lean: bool = False) -> str:
+               lean: bool = False, figures: Optional[dict] = None) -> str:
     """
     Every connection pings again as soon as its pong arrives; C{rounds}
     interleaved runs of every server, medians reported.
+
+    @param figures: filled with each single-process server's pongs per
+        CPU-second, for L{summary}.
     """
     runs = _runs(kinds, workers)
     samples: dict = {run: [] for run in runs}
@@ -121,6 +135,8 @@ def throughput(kinds: Sequence[str], connections: int, seconds: float,
             median([v[i] for v in values]) for i in range(6)
         ]
         floor = floor or perCpu
+        if figures is not None and count == 1:
+            figures.setdefault(kind, {})["throughput"] = perCpu
         rows.append([_label(kind, count), rate, load, perCpu,
                      ratio(perCpu, floor), generator, ms(p50), ms(p99)])
     return table(
@@ -134,11 +150,14 @@ def throughput(kinds: Sequence[str], connections: int, seconds: float,
 
 
 def detection(kinds: Sequence[str], peers: int, interval: float,
-              timeout: float, logdir: str) -> str:
+              timeout: float, logdir: str, figures: Optional[dict] = None) -> str:
     """
     Peers fall silent, each at a known instant: all at once (the worst
     burst for the server) or spread over a second (the usual case, and the
     one that shows a sweep's lateness): how late is each one closed?
+
+    @param figures: filled with each server's p99 lateness, as a share of
+        the timeout, when peers fall silent over a second, for L{summary}.
     """
     rows = []
     for kind, spread in [(k, s) for k in kinds for s in (0.0, 1.0)]:
@@ -151,6 +170,8 @@ def detection(kinds: Sequence[str], peers: int, interval: float,
                 summary = load.stop()
         late = [close - timeout for close in summary["closes"]]
         p99 = percentile(late, 0.99)
+        if figures is not None and spread and late:
+            figures.setdefault(kind, {})["late"] = p99 / timeout
         rows.append([
             kind, "at once" if not spread else f"over {spread:g} s",
             f"{len(late)}/{peers}", ms(percentile(late, 0.5)), ms(p99),
@@ -226,10 +247,18 @@ def detection_time(peers: int, scale: float, logdir: str,
 
 def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
     """
-    The server is killed and restarted under its clients.
+    The server is killed and restarted under its clients.  C{heartbeat}
+    runs twice: with its own listen backlog and restarted with Twisted's
+    default of 50 (C{backlog=50} in C{--port}), to show what the backlog
+    saves.  Only the restart has the small backlog: a first start with it
+    would leave some clients believing in connections whose handshake the
+    full queue dropped, and so never coming back.
     """
+    runs = [(kind, None) for kind in kinds]
+    if "heartbeat" in kinds:
+        runs.append(("heartbeat", TWISTED_BACKLOG))
     rows = []
-    for kind in kinds:
+    for kind, backlog in runs:
         server = Server(kind, free_port(), logdir=logdir)
         server.start()
         try:
@@ -237,23 +266,42 @@ def reconnect(kinds: Sequence[str], clients: int, logdir: str) -> str:
                 load.send("go")
                 killed = time.monotonic()
                 server.kill()
+                overflows = listen_overflows()
+                server.backlog = backlog
                 ready = server.start()
                 load.waitConnected()
+                overflows = listen_overflows() - overflows
                 summary = load.stop()
         finally:
             server.stop()
         connects = sorted(summary["connects"])
         rows.append([
-            kind, len(connects), ready - killed, connects[-1] - ready,
-            _peak(connects, 0.1), summary["errors"],
+            kind if backlog is None else f"{kind} backlog={backlog}",
+            len(connects), ready - killed, connects[-1] - ready,
+            _peak(connects, 0.1), summary["errors"], overflows,
         ])
     return table(
         f"Reconnect: {clients:,} clients (library backoff: first retry within "
         "1 s, doubling, full jitter), server killed and restarted",
         ["server", "back", "restart s", "all back after s",
-         "peak accepts/s", "refused tries"],
+         "peak accepts/s", "refused tries", "listen overflows"],
         rows,
     )
+
+
+def listen_overflows() -> int:
+    """
+    How many times a listening socket's queue has overflowed on this
+    machine (Linux's TcpExt ListenOverflows): connections the kernel
+    turned away because the server had not accepted the earlier ones.
+    """
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    except OSError:
+        return 0
+    names, values = lines[0], lines[1]
+    return int(values[names.index("ListenOverflows")])
 
 
 def workers(counts: Sequence[int], perWorker: int, seconds: float,
@@ -334,3 +382,46 @@ def _runs(kinds: Sequence[str], workers: Sequence[int]) -> List[Tuple[str, int]]
 
 def _label(kind: str, workers: int) -> str:
     return kind if workers == 1 else f"{kind} x{workers} workers"
+
+
+def summary(figures: dict, size: int, kinds: Sequence[str]) -> str:
+    """
+    The servers side by side, from the scenarios of this run: memory and
+    CPU holding C{size} connections that ping every 25 s and every 10 s,
+    the round trip's tail at 10 s, CPU per ping under a ping flood and the
+    lateness of detection, each as a ratio to the floor.
+    """
+    floor = figures.get("floor", {})
+
+    def held(kind, ping, index):
+        value = figures.get(kind, {}).get((size, ping))
+        return None if value is None else value[index]
+
+    def times(kind, value, base):
+        return "-" if value is None or not base else f"{value / base:.2f}x"
+
+    rows = []
+    for kind in kinds:
+        if kind not in figures:
+            continue
+        rss = held(kind, 10.0, 0)
+        p99 = held(kind, 10.0, 2)
+        pongs = figures[kind].get("throughput")
+        late = figures[kind].get("late")
+        rows.append([
+            kind, rss, times(kind, rss, held("floor", 10.0, 0)),
+            times(kind, held(kind, 25.0, 1), held("floor", 25.0, 1)),
+            times(kind, held(kind, 10.0, 1), held("floor", 10.0, 1)),
+            ms(p99), times(kind, p99, held("floor", 10.0, 2)),
+            # CPU per ping is the inverse of pings per CPU-second.
+            times(kind, floor.get("throughput"), pongs) if pongs else "-",
+            f"{100 * late:.2f}%" if late is not None else "-",
+        ])
+    return table(
+        f"Side by side: {size:,} connections held, ratios to the floor "
+        "(median of this run's rounds)",
+        ["server", "RSS B/conn", "x floor", "CPU, ping/25 s", "CPU, ping/10 s",
+         "RTT p99 ms, ping/10 s", "x floor", "CPU per ping, flood",
+         "detection p99/timeout"],
+        rows,
+    )

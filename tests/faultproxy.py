@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections import deque
 
 from twisted.internet import protocol, stdio
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -49,6 +50,11 @@ class Relay(protocol.Protocol):
         self._pending: list[bytes] = []
         # When the last chunk held back goes out: none overtakes it.
         self._releasedAt = 0.0
+        # Chunks held back, with when each goes out, in the order they came:
+        # one timer releases them, since two timers due at the same moment
+        # may run in either order.
+        self._held: deque[tuple[float, bytes]] = deque()
+        self._release = None
 
     def connectionMade(self) -> None:
         self.proxy.relays.add(self)
@@ -66,9 +72,24 @@ class Relay(protocol.Protocol):
             now = proxy.clock.seconds()
             delay = proxy.delay + random.uniform(-proxy.spread, proxy.spread)
             self._releasedAt = max(self._releasedAt, now + delay)
-            proxy.clock.callLater(self._releasedAt - now, other.deliver, data)
+            self._held.append((self._releasedAt, data))
+            if self._release is None:
+                self._release = proxy.clock.callLater(
+                    self._releasedAt - now, self._releaseHeld
+                )
         else:
             other.deliver(data)
+
+    def _releaseHeld(self) -> None:
+        self._release = None
+        now = self.proxy.clock.seconds()
+        held = self._held
+        while held and held[0][0] <= now:
+            self.other.deliver(held.popleft()[1])
+        if held:
+            self._release = self.proxy.clock.callLater(
+                held[0][0] - now, self._releaseHeld
+            )
 
     def deliver(self, data: bytes) -> None:
         if self.transport is not None and not self.blackholed:

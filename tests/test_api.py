@@ -165,6 +165,16 @@ def test_names_with_any_printable_character_are_reached(api):
     assert odd.readline() == b"hi"
 
 
+def test_presence_pages_after_a_name_holding_a_percent(api):
+    """A page after a name holding '%', percent-encoded in the query once,
+    starts after that very name: 'a%41' is not read as 'aA'."""
+    server, api = api
+    held = [peer(server, "a%41"), peer(server, "a0")]
+    assert api.call("GET", "/presence?limit=1&after=a%2541") == (
+        200, {"count": 2, "names": ["a0"], "next": "a0"})
+    assert all(nothing_more(connection) for connection in held)
+
+
 def test_names_in_any_script_are_reached(api):
     """A name of UTF-8 text, in any script, is reached through the API as
     through the handshake that named it, and found in presence."""

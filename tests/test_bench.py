@@ -39,6 +39,41 @@ def test_detection_time_scenario_closes_every_dead_peer(tmp_path):
     assert 0.5 + 0.1 <= lastData99 <= 0.5 + 0.1 + 0.5
 
 
+def test_workerman_is_skipped_with_one_line_when_missing(tmp_path):
+    """Without Workerman, python -m bench says so in one line (what to
+    read to get it) and runs the rest; a directory missing a piece names
+    the piece."""
+    from bench.__main__ import _workerman
+
+    out = io.StringIO()
+    assert _workerman(None, out) == []
+    assert _workerman(str(tmp_path), out) == []
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("workerman: skipped (") for line in lines)
+    assert "see bench/README" in lines[0]
+    assert "Worker.php" in lines[1] or "php" in lines[1]
+
+
+def test_the_summary_puts_the_servers_side_by_side():
+    """The closing table gives each server's figures as ratios to the
+    floor's, from the scenarios that ran."""
+    figures = {
+        "floor": {(100, 25.0): (2000, 0.010, 0.0005),
+                  (100, 10.0): (2000, 0.020, 0.0005), "throughput": 50000},
+        "heartbeat": {(100, 25.0): (1800, 0.011, 0.0006),
+                      (100, 10.0): (1900, 0.018, 0.0007),
+                      "throughput": 100000, "late": 0.0006},
+    }
+    out = scenarios.summary(figures, 100, ["floor", "heartbeat", "workerman"])
+    rows = [line.split() for line in out.splitlines()[4:] if line.strip()]
+    assert rows[0] == ["floor", "2,000", "1.00x", "1.00x", "1.00x", "0.50",
+                       "1.00x", "1.00x", "-"]
+    assert rows[1] == ["heartbeat", "1,900", "0.95x", "1.10x", "0.90x",
+                       "0.70", "1.40x", "0.50x", "0.06%"]
+    assert len(rows) == 2
+
+
 def test_api_scenario_times_every_line_to_both_nodes(tmp_path):
     """The push API scenario runs on two nodes of a real Redis: every line
     sent through the API reaches its name, on the API's node and on the
@@ -55,6 +90,17 @@ def test_api_scenario_times_every_line_to_both_nodes(tmp_path):
         assert " 20/20 " in line
         received, sent = line.split()[-1].split("/")
         assert received == sent and int(sent) > 0
+
+
+def test_reconnect_scenario_shows_the_backlog_beside_twisteds(tmp_path):
+    """The reconnect table has heartbeat restarted with its own listen
+    backlog and with Twisted's 50, and every client comes back to both."""
+    out = scenarios.reconnect(["heartbeat"], 200, str(tmp_path))
+    rows = [line.split("  ")[0] for line in out.splitlines()[-2:]]
+    assert rows == ["heartbeat", "heartbeat backlog=50"]
+    for line in out.splitlines()[-2:]:
+        back = line[len("heartbeat backlog=50"):].split()[0]
+        assert int(back.replace(",", "")) >= 200
 
 
 def test_session_scenarios_run_side_by_side(tmp_path):

@@ -332,3 +332,95 @@ def test_two_peers_in_memory_measure_rtt(clock):
         clock.advance(0.5)
         pump.flush()
     assert pump.serverIO.disconnecting
+
+
+@pytest.fixture
+def wakeups(clock, monkeypatch):
+    """
+    The times the wheels fire: the reactor's wake-ups for heartbeats.
+    """
+    fired = []
+    fire = TimingWheel._fire
+
+    def counted(wheel):
+        fired.append(clock.seconds())
+        fire(wheel)
+
+    monkeypatch.setattr(TimingWheel, "_fire", counted)
+    return fired
+
+
+def chatty(clock, count, every, interval=25.0, timeout=90.0):
+    """
+    C{count} connections whose peers each send a line every C{every}
+    seconds, at phases spread over the first C{every} seconds.
+    """
+    peers = []
+    for n in range(count):
+        clock.advance(every / count)
+        peers.append(make(clock, interval=interval, timeout=timeout))
+    return peers
+
+
+def speak(clock, peers, every, seconds, step=0.1):
+    """
+    Let C{seconds} pass; each peer speaks every C{every} seconds, in the
+    order it was connected.
+    """
+    spoken = {id(p): p.heartbeatLastReceived for p, _ in peers}
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        for protocol, _ in peers:
+            if clock.seconds() - spoken[id(protocol)] >= every - 1e-9:
+                spoken[id(protocol)] = clock.seconds()
+                protocol.dataReceived(b"5:hello,")
+
+
+def test_peers_that_speak_before_their_deadlines_leave_the_reactor_asleep(
+    clock, wakeups
+):
+    """Peers that speak every 10 s (interval 25 s) do not wake the server
+    at each one's 25 s mark only to find that it spoke: the wheel fires a
+    few times a minute, not once per connection per interval."""
+    peers = chatty(clock, 100, 10.0)
+    del wakeups[:]
+    speak(clock, peers, 10.0, 250.0)
+    assert all(p.heartbeatPingsSent == 0 for p, _ in peers)
+    assert all(not t.disconnecting for _, t in peers)
+    # The timer can only be moved sooner: the one it was armed for when a
+    # peer spoke still fires, once every few seconds.
+    assert len(wakeups) <= 250 / 4
+    for protocol, _ in peers:
+        lose(protocol)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_peer_that_stops_speaking_is_pinged_on_time(clock):
+    """The other side: a peer that spoke every 10 s, then fell silent, is
+    pinged one interval after its last line and dropped at the timeout,
+    exactly, though it was filed again ahead of its deadline."""
+    [(protocol, transport)] = peers = chatty(clock, 1, 10.0, interval=25.0, timeout=60.0)
+    speak(clock, peers, 10.0, 50.0)
+    last = protocol.heartbeatLastReceived
+    take(transport)
+    clock.advance(last + 25.0 - SLOT - clock.seconds())
+    assert transport.value() == b""
+    clock.advance(2 * SLOT)
+    assert take(transport) == b"6:PING 1,"
+    clock.advance(last + 60.0 - SLOT - clock.seconds())
+    assert not transport.disconnecting
+    clock.advance(2 * SLOT)
+    assert transport.disconnecting
+    assert clock.getDelayedCalls() == []
+
+
+def test_silent_peers_wake_the_wheel_for_each_deadline(clock, wakeups):
+    """Peers that say nothing are pinged at their deadlines: one wake-up
+    for each ping or timeout that falls due, at its time."""
+    peers = chatty(clock, 3, 3.0, interval=5.0, timeout=12.0)
+    clock.pump([SLOT] * round(20 / SLOT))
+    assert all(p.heartbeatPingsSent == 2 for p, _ in peers)
+    assert all(t.disconnecting for _, t in peers)
+    # Two pings and a timeout each, at three phases: nine, and no more.
+    assert len(wakeups) == 9
+    assert clock.getDelayedCalls() == []

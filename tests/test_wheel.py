@@ -46,3 +46,26 @@ def test_the_wheel_forgets_a_member_once(clock):
     clock.advance(1.0)
     assert fired == [("b", 1.0), ("c", 2.0)]
     assert clock.getDelayedCalls() == []
+
+
+def test_one_timer_moved_only_sooner(clock):
+    """The wheel holds one timer, moved sooner for an earlier member and
+    never later (a postponed or cancelled call still wakes Twisted's
+    reactor at its first time): it fires once for a member that left,
+    then at the next member's time, and is gone once the wheel is empty."""
+    wheel, fired = TimingWheel(clock), []
+    wheel.schedule(Member(wheel, fired, "a"), 5.0)
+    b = Member(wheel, fired, "b")
+    slot = wheel.schedule(b, 3.0)
+    [call] = clock.getDelayedCalls()
+    assert call.getTime() == 3.0
+    wheel.unschedule(b, slot)
+    assert clock.getDelayedCalls() == [call]
+    clock.advance(3.0)
+    assert fired == []
+    [call] = clock.getDelayedCalls()
+    assert call.getTime() == 5.0
+    clock.advance(2.0)
+    assert fired == [("a", 5.0)]
+    assert clock.getDelayedCalls() == []
+    assert len(wheel) == 0

@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .wheel import wheel_for
+from .wheel import RESOLUTION, Slot, wheel_for
 
 # A ping or deadline this close to due counts as due, so float rounding of a
 # slot's time can never make the wheel fire a member again and again.
@@ -137,7 +137,16 @@ class HeartbeatProtocol:
     def dataReceived(self, data: bytes) -> None:
         clock = self._heartbeatClock
         if clock is not None:
-            self._heartbeatLastReceived = clock.seconds()
+            now = clock.seconds()
+            # The time to the peer's next data, if it keeps its pace.
+            pace = now - self._heartbeatLastReceived
+            self._heartbeatLastReceived = now
+            slot = self._heartbeatSlot
+            if slot is not None and slot.number * RESOLUTION <= now + pace:
+                # This slot would come due before the peer next speaks, only
+                # to find that it spoke: file the connection again now,
+                # rather than wake the reactor for nothing then.
+                self._heartbeatRefile(slot)
         super().dataReceived(data)  # type: ignore[misc]
 
     def connectionLost(self, reason: Failure) -> None:
@@ -259,8 +268,7 @@ class HeartbeatProtocol:
             # was held back until the pong or the deadline.
             slot = self._heartbeatSlot
             if slot is not None:
-                wheel_for(clock).unschedule(self, slot)
-                self._heartbeatArm()
+                self._heartbeatRefile(slot)
             return
         sentAt = self._heartbeatEarlierPingSentAt
         if sentAt is not None and token == b"%d" % (self._heartbeatPingsSent - 1,):
@@ -399,6 +407,15 @@ class HeartbeatProtocol:
             self._heartbeatSlot = wheel_for(self._heartbeatClock).schedule(
                 self, when
             )
+
+    def _heartbeatRefile(self, slot: Slot) -> None:
+        """
+        Take this connection out of C{slot} and file it for what it now
+        waits for.
+        """
+        wheel_for(self._heartbeatClock).unschedule(self, slot)
+        self._heartbeatSlot = None
+        self._heartbeatArm()
 
     def _heartbeatDue(self, now: float, lateness: float) -> None:
         self._heartbeatSlot = None

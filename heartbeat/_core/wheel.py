@@ -7,9 +7,16 @@ period late.  The wheel keeps connections in slots C{resolution} seconds
 wide and arms a single L{DelayedCall} for the earliest slot, so a deadline
 fires at most one slot late while a connection costs one list entry.
 
-Deadlines are re-armed lazily: receiving data only records a timestamp, and
-a member whose slot comes due while it has heard from its peer simply files
-itself into a later slot.
+Deadlines are re-armed lazily: receiving data records a timestamp, and a
+member whose slot comes due while it has heard from its peer files itself
+into a later slot; a member that expects no more data before its slot
+comes due files itself again as the data arrives (see
+L{heartbeat._core.protocol}), so that its slot never wakes the reactor.
+
+The timer is never moved later, only sooner (C{reset()}), and is left armed
+when its slot empties: Twisted's reactor keeps a cancelled or postponed call
+in its heap, where it wakes the reactor at its first time all the same, so
+a new call would only add work.  It is cancelled once the wheel is empty.
 """
 
 from __future__ import annotations
@@ -46,16 +53,20 @@ class Slot(list):
     __slots__ = ("number",)
 
 
+# The width of a slot in seconds: the most a deadline fires late when the
+# reactor keeps up.
+RESOLUTION = 0.005
+
+
 class TimingWheel:
     """
     Slots of members keyed by slot number, with one timer for the earliest.
 
-    @ivar resolution: width of a slot in seconds: the most a deadline can
-        fire late when the reactor keeps up.
+    @ivar resolution: L{RESOLUTION}.
     @ivar seconds: the clock's C{seconds}, kept to save a lookup per message.
     """
 
-    resolution = 0.005
+    resolution = RESOLUTION
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
@@ -71,9 +82,10 @@ class TimingWheel:
         self._call: Optional[IDelayedCall] = None
         self._armedSlot: Optional[int] = None
         self._firing = False
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(members) for members in self._slots.values())
+        return self._count
 
     def schedule(self, member: WheelMember, when: float) -> Slot:
         """
@@ -87,7 +99,7 @@ class TimingWheel:
             slot = self._slots[number] = Slot((member,))
             slot.number = number
             heappush(self._order, number)
-            # While firing, the timer is re-armed once all due members are
+            # While firing, the timer is armed once all due members are
             # called, for whichever slot is then the earliest.
             if not self._firing and (
                 self._armedSlot is None or number < self._armedSlot
@@ -95,6 +107,7 @@ class TimingWheel:
                 self._arm(number)
         else:
             slot.append(member)
+        self._count += 1
         return slot
 
     def unschedule(self, member: WheelMember, slot: Slot) -> None:
@@ -110,17 +123,24 @@ class TimingWheel:
             slot.remove(member)
         except ValueError:
             return
+        self._count -= 1
         if not slot:
+            # Its number stays in the order, skipped when it comes up, and
+            # the timer stays as it is (see the module's docstring).
             del self._slots[number]
-            if number == self._armedSlot:
-                self._armNext()
+            if not self._count and not self._firing:
+                self._stop()
 
     def _arm(self, slot: int) -> None:
-        if self._call is not None:
-            self._call.cancel()
+        """
+        Arm the timer for C{slot}: a new call, or the armed one moved sooner.
+        """
         delay = max(0.0, slot * self.resolution - self._clock.seconds())
         self._armedSlot = slot
-        self._call = self._clock.callLater(delay, self._fire)
+        if self._call is None:
+            self._call = self._clock.callLater(delay, self._fire)
+        else:
+            self._call.reset(delay)
 
     def _armNext(self) -> None:
         order = self._order
@@ -129,11 +149,18 @@ class TimingWheel:
         if order:
             self._arm(order[0])
         else:
-            if self._call is not None:
-                self._call.cancel()
+            self._stop()
+
+    def _stop(self) -> None:
+        """
+        The wheel is empty: no timer, and no place in the registry.
+        """
+        if self._call is not None:
+            self._call.cancel()
             self._call = None
-            self._armedSlot = None
-            _release(self)
+        self._armedSlot = None
+        self._order.clear()
+        _release(self)
 
     def _fire(self) -> None:
         self._call = None
@@ -146,6 +173,7 @@ class TimingWheel:
             slot = heappop(order)
             members = slots.pop(slot, None)
             if members:
+                self._count -= len(members)
                 due.append((slot * self.resolution, members))
         # Members are called after every due slot is unfiled, so one that
         # re-files itself (even into a slot already due) is not lost.

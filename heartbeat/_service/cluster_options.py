@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from twisted.python import usage
 
-from .._cluster.address import parse_redis_url
 from .._cluster.identity import check_node_id
 from .options import positive_float, require_extra
 
@@ -56,6 +55,8 @@ class ClusterOptions(usage.Options):
             return
         require_extra("redis", "txredisapi", "cluster")
         try:
+            from .._cluster.address import parse_redis_url
+
             self["redis"] = parse_redis_url(self["redis"])
         except ValueError as e:
             raise usage.UsageError(f"--redis: {e}")

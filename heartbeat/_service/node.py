@@ -181,7 +181,13 @@ def node_service(options: usage.Options) -> IService:
     """
     cluster = make_cluster(options)
     factory = server_factory(options, cluster)
-    service = Listener("port", options["port"], factory, _reactor())
+    service = Listener(
+        "port",
+        options["port"],
+        factory,
+        _reactor(),
+        directWrites=not options["buffered-writes"],
+    )
     service = with_web_services(options, factory, service)
     if options["redis"] is None:
         return service

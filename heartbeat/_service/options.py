@@ -9,7 +9,6 @@ import math
 import platform
 import re
 import sys
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Optional
@@ -201,6 +200,8 @@ def _requirement(extra: str, module: str) -> str:
     heartbeat was installed: from an index, a clone or a wheel, editable
     or not.
     """
+    from importlib import metadata
+
     try:
         requires = metadata.requires("heartbeat") or []
     except metadata.PackageNotFoundError:

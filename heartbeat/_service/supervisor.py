@@ -35,7 +35,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 
 from .._core.protocol import address_name
-from .listener import cannot_listen
+from .listener import cannot_listen, with_backlog
 
 # The first listening socket's descriptor number in every worker; the
 # others follow.
@@ -95,7 +95,9 @@ class WorkerPool(Service):
         unused.noisy = False
         for option, description in self.listeners:
             listening: list = []
-            serverFromString(self._reactor, description).listen(unused).addBoth(
+            serverFromString(self._reactor, with_backlog(description)).listen(
+                unused
+            ).addBoth(
                 listening.append
             )
             if isinstance(listening[0], Failure):

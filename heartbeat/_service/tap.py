@@ -7,7 +7,6 @@ from __future__ import annotations
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
-from .machine import machine_service
 from .node import node_service, session_window
 from .server_options import ServerOptions as Options
 
@@ -78,6 +77,8 @@ def _auth(options: Options) -> str:
 def makeService(options: Options) -> IService:
     if options["workers"] > 1:
         from twisted.internet import reactor
+
+        from .machine import machine_service
 
         service = machine_service(options, reactor)
     else:

@@ -19,6 +19,7 @@ from twisted.logger import (
     globalLogBeginner,
 )
 
+from .._server.transport import direct_writes
 from .node import make_cluster, server_factory, websocket_site_for
 from .server_options import ServerOptions
 from .supervisor import WORKER_FD
@@ -104,7 +105,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if options["websocket-port"] is not None:
         factories.append(websocket_site_for(options, server))
     for offset, (family, factory) in enumerate(zip(families.split(","), factories)):
-        reactor.adoptStreamPort(WORKER_FD + offset, getattr(socket, family), factory)
+        port = reactor.adoptStreamPort(
+            WORKER_FD + offset, getattr(socket, family), factory
+        )
+        if factory is server and not options["buffered-writes"]:
+            direct_writes(port)
         os.close(WORKER_FD + offset)
     reactor.addReader(_ParentWatch(reactor))
     if options["status-port"] is not None:

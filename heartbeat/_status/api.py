@@ -56,25 +56,33 @@ class ApiError(Exception):
 
 def parse_name(raw: bytes) -> str:
     """
-    A name from a path segment or a query, percent-decoded: 1 to
-    L{MAX_NAME} characters of UTF-8, without spaces or control characters
-    (what the description's C{Name} allows).  One that no connection could
-    have (see L{heartbeat._cluster.identity.is_present_name}) is taken, and
-    reaches no one.
+    A name from a path segment, percent-decoded: see L{check_name}.
+    """
+    return check_name(unquote_to_bytes(raw))
+
+
+def check_name(name: bytes) -> str:
+    """
+    A name as given, already decoded (Twisted decodes a query's values):
+    1 to L{MAX_NAME} characters of UTF-8, without spaces or control
+    characters (what the description's C{Name} allows).  One that no
+    connection could have (see
+    L{heartbeat._cluster.identity.is_present_name}) is taken, and reaches
+    no one.
 
     @raise ApiError: it is not one.
     """
     try:
-        name = unquote_to_bytes(raw).decode("utf-8")
+        text = name.decode("utf-8")
     except UnicodeDecodeError:
-        name = ""
-    if not 0 < len(name) <= MAX_NAME or _NOT_A_NAME.search(name):
+        text = ""
+    if not 0 < len(text) <= MAX_NAME or _NOT_A_NAME.search(text):
         raise ApiError(
             400, "bad_name",
             f"a name is 1 to {MAX_NAME} characters of UTF-8 without spaces "
             "or control characters",
         )
-    return name
+    return text
 
 
 class _ApiRequest(Request):
@@ -249,7 +257,7 @@ class ApiResource(Resource):
     def page(self, request: Request, name: None) -> Deferred:
         after = request.args.get(b"after")
         limit = request.args.get(b"limit")
-        after = None if after is None else parse_name(after[0])
+        after = None if after is None else check_name(after[0])
         if limit is None:
             count = DEFAULT_LIMIT
         elif limit[0].isdigit() and 1 <= int(limit[0]) <= MAX_LIMIT:
