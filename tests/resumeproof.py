@@ -7,13 +7,14 @@ cut at random points while numbered lines flow both ways.
 from __future__ import annotations
 
 import random
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from .processes import Controlled, FaultProxy, wait_for
+from .processes import CLIENT, ENV, ROOT, Controlled, FaultProxy, wait_for
 
 # Lines each way, their rate (a second, each way), and cuts.
 COUNT = 10_000
@@ -108,6 +109,24 @@ def cut_at_random(
         wait_for(lambda: resumed() > before, timeout=20, interval=0.02,
                  what=f"the session resumed after cut {number + 1} ({kind}, seed {seed})")
     return made
+
+
+
+def quick_client(proxy: FaultProxy, directory: Path, stopping: Callable) -> tuple:
+    """
+    heartbeat-client through C{proxy}, quick to come back after a cut
+    (0.05 to 0.2 s), its stdin a pipe; stopped after the test.
+
+    @return: the process, and the files its stdout and stderr go to.
+    """
+    received, errors = directory / "stdout", directory / "stderr"
+    client = subprocess.Popen(
+        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
+        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
+        stdout=open(received, "wb"), stderr=open(errors, "wb"),
+    )
+    stopping(client)
+    return client, received, errors
 
 
 def count_in(path: Path, text: str) -> Callable[[], int]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from .processes import CLIENT, ENV, ROOT, FaultProxy
+from .processes import ENV, ROOT, FaultProxy
 from .resumeproof import (
     COUNT,
     CUTS,
@@ -20,10 +20,11 @@ from .resumeproof import (
     SessionApp,
     count_in,
     cut_at_random,
+    feed,
     first_difference,
     lines_of,
-    feed,
     numbered,
+    quick_client,
     wait_until_complete,
 )
 
@@ -59,14 +60,7 @@ def test_heartbeat_client_delivers_every_line_once_through_cuts(tmp_path, stoppi
     stopping(app)
     proxy = FaultProxy(app.linePort)
     stopping(proxy)
-    received = tmp_path / "stdout"
-    errors = tmp_path / "stderr"
-    client = subprocess.Popen(
-        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
-        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
-        stdout=open(received, "wb"), stderr=open(errors, "wb"),
-    )
-    stopping(client)
+    client, received, errors = quick_client(proxy, tmp_path, stopping)
     feed(client.stdin)
     made = cut_at_random(proxy, seed(), count_in(errors, "resumed the session"))
     elapsed = wait_until_complete(app.record, received)

@@ -6,19 +6,19 @@ line delivered once, in order, both ways.
 
 import re
 import signal
-import subprocess
 import time
 
 from heartbeat._cluster.scripts import BEGIN, REAP, UNREGISTER
 from heartbeat._session.scripts import COMMIT, TAKE
 
-from .processes import CLIENT, ENV, ROOT, FaultProxy, wait_for
+from .processes import FaultProxy, wait_for
 from .resumeproof import (
     SessionApp,
     count_in,
     feed,
     first_difference,
     lines_of,
+    quick_client,
 )
 
 COUNT = 3000
@@ -48,13 +48,7 @@ def two_nodes_and_a_client(redis, tmp_path, stopping):
         stopping(app)
     proxy = FaultProxy(nodes["a"].linePort)
     stopping(proxy)
-    received, errors = tmp_path / "stdout", tmp_path / "stderr"
-    client = subprocess.Popen(
-        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
-        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
-        stdout=open(received, "wb"), stderr=open(errors, "wb"),
-    )
-    stopping(client)
+    client, received, errors = quick_client(proxy, tmp_path, stopping)
     resumed = count_in(errors, "resumed the session")
     # Its session starts on a: the handshake's answer is in.
     wait_for(count_in(errors, "following the server's settings"), timeout=20,
@@ -186,13 +180,7 @@ def test_a_session_of_a_dead_node_expires_explicitly(redis, tmp_path, stopping):
         stopping(app)
     proxy = FaultProxy(nodes["a"].linePort)
     stopping(proxy)
-    received, errors = tmp_path / "stdout", tmp_path / "stderr"
-    client = subprocess.Popen(
-        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
-        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
-        stdout=open(received, "wb"), stderr=open(errors, "wb"),
-    )
-    stopping(client)
+    client, received, errors = quick_client(proxy, tmp_path, stopping)
     client.stdin.write(b"c1\n")
     client.stdin.flush()
     wait_for(lambda: lines_of(received) == [b"s1"], what="the first echo")
@@ -222,13 +210,7 @@ def test_workers_on_redis_resume_a_session_whichever_gets_the_client(redis, tmp_
     wait_for(lambda: server.log().count("starting on") >= 2, what="both workers")
     proxy = FaultProxy(port)
     stopping(proxy)
-    received, errors = tmp_path / "stdout", tmp_path / "stderr"
-    client = subprocess.Popen(
-        CLIENT + ["--initial-delay", "0.05", "--max-delay", "0.2", f"127.0.0.1:{proxy.port}"],
-        cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
-        stdout=open(received, "wb"), stderr=open(errors, "wb"),
-    )
-    stopping(client)
+    client, received, errors = quick_client(proxy, tmp_path, stopping)
     resumed = count_in(errors, "resumed the session")
     count = 1500
     feed(client.stdin, count, 500)
