@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._report import cpu_seconds, rss_bytes
 from .workerman import configured
@@ -159,6 +159,22 @@ class Server:
             self.process.kill()
             self.process.wait()
         _kill_left(children)
+
+
+def run_for(server: "Server", load: "Load", seconds: float) -> Tuple[Dict, float, float]:
+    """
+    Let C{load} go on C{server} for C{seconds}, half a second after its
+    connections are made, then stop it.
+
+    @return: its summary, the server's CPU seconds over that time, and
+        the wall seconds it took.
+    """
+    time.sleep(0.5)
+    load.send("go")
+    cpu, start = server.cpu(), time.monotonic()
+    time.sleep(seconds)
+    cpu, wall = server.cpu() - cpu, time.monotonic() - start
+    return load.stop(), cpu, wall
 
 
 def _started(pid: int) -> Optional[str]:

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from ._procs import Load, Server, free_port
+from ._procs import Load, Server, free_port, run_for
 from ._report import median, percentile, ratio, table
 
 # Twisted's listen backlog when an endpoint sets none.
@@ -116,12 +116,7 @@ def throughput(kinds: Sequence[str], connections: int, seconds: float,
                          options=["--min-ping-interval", "0"]) as server:
                 with loading(server.port, connections, "throughput",
                              lean=lean) as load:
-                    time.sleep(0.5)
-                    load.send("go")
-                    cpu, start = server.cpu(), time.monotonic()
-                    time.sleep(seconds)
-                    cpu, wall = server.cpu() - cpu, time.monotonic() - start
-                    summary = load.stop()
+                    summary, cpu, wall = run_for(server, load, seconds)
             rtts = summary["rtts"]
             samples[kind, count].append((
                 summary["pongs"] / wall, cpu / wall, summary["pongs"] / cpu,

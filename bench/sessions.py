@@ -11,6 +11,7 @@ import socket
 import time
 from typing import List
 
+from ._procs import run_for
 from ._report import median, ratio, table
 from .scenarios import loading, serving
 
@@ -28,12 +29,7 @@ def throughput(connections: int, seconds: float, rounds: int, logdir: str) -> st
             with serving("heartbeat", logdir) as server:
                 with loading(server.port, connections, "lines", module=GENERATOR,
                              resume=resume) as load:
-                    time.sleep(0.5)
-                    load.send("go")
-                    cpu, start = server.cpu(), time.monotonic()
-                    time.sleep(seconds)
-                    cpu, wall = server.cpu() - cpu, time.monotonic() - start
-                    summary = load.stop()
+                    summary, cpu, wall = run_for(server, load, seconds)
             samples[resume].append((
                 summary["lines"] / wall, cpu / wall, summary["lines"] / cpu,
                 summary["cpu"] / cpu,
