@@ -272,14 +272,23 @@ def main(argv=None) -> None:
     parser.add_argument("--lean", action="store_true",
                         help="plain asyncio even when uvloop is installed")
     args = parser.parse_args(argv)
-    if not args.lean:
+    run_fast(run(args), lean=args.lean)
+
+
+def run_fast(coroutine, lean: bool = False) -> None:
+    """
+    Run C{coroutine} on uvloop when it is installed (a generator must cost
+    less per message than the server it loads), unless C{lean}; else on
+    plain asyncio.
+    """
+    if not lean:
         try:
             import uvloop
         except ImportError:
             pass
         else:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(run(args))
+    asyncio.run(coroutine)
 
 
 if __name__ == "__main__":

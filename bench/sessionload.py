@@ -28,7 +28,7 @@ import sys
 import time
 from typing import List, Optional
 
-from .loadgen import IP_BIND_ADDRESS_NO_PORT
+from .loadgen import IP_BIND_ADDRESS_NO_PORT, run_fast
 
 ACK_EVERY = 64
 ACK_DELAY = 0.2
@@ -195,13 +195,7 @@ def main(argv=None) -> None:
                         help="seconds over which the connections send their "
                         "first line, each at a random instant")
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-    except ImportError:
-        pass
-    else:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(run(args))
+    run_fast(run(args))
 
 
 if __name__ == "__main__":
